@@ -1,0 +1,161 @@
+"""The face engine: detection + alignment + batched embedding + quality, built from a model pack."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from models.alignment import similarity_transforms, warp_faces
+from models.detector import DetectorConfig, Detections, ScrfdDetector
+from models.embedder import FaceEmbedder
+from models.graph_fixes import make_batch_dynamic, make_detector_dynamic
+from models.packs import ModelPack, load_pack
+from models.quality import brightness, pose_from_landmarks, sharpness
+from models.runtime import create_session
+from picsort_local.images import DecodedImage, decode_image
+from picsort_local.settings import Settings
+from picsort_local.types import AnalyzedFace, BoundingBox, DetectedFace, FaceQuality
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PhotoFaces:
+    """All faces of one photo as parallel arrays (row i = face i), sorted by detection score."""
+
+    detections: Detections
+    embeddings: np.ndarray = field(repr=False)
+    sharpness: np.ndarray = field(repr=False)
+    brightness: np.ndarray = field(repr=False)
+    yaw: np.ndarray = field(repr=False)
+    pitch: np.ndarray = field(repr=False)
+    roll: np.ndarray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.detections)
+
+    def faces(self) -> list[AnalyzedFace]:
+        d = self.detections
+        out = []
+        for i in range(len(d)):
+            x1, y1, x2, y2 = (float(v) for v in d.boxes[i])
+            face = DetectedFace(
+                box=BoundingBox(x1, y1, x2, y2),
+                landmarks=tuple((float(p[0]), float(p[1])) for p in d.kps[i]),
+                score=float(d.scores[i]),
+            )
+            quality = FaceQuality(
+                detection_score=float(d.scores[i]),
+                face_px=y2 - y1,
+                sharpness=float(self.sharpness[i]),
+                yaw=float(self.yaw[i]),
+                pitch=float(self.pitch[i]),
+                roll=float(self.roll[i]),
+                brightness=float(self.brightness[i]),
+            )
+            out.append(AnalyzedFace(face=face, quality=quality, embedding=self.embeddings[i]))
+        return out
+
+
+def _detector_bytes(pack: ModelPack) -> bytes:
+    model = onnx.load(str(pack.detector_path))
+    make_detector_dynamic(model)  # in memory: the file on disk stays as verified by its sha256
+    return bytes(model.SerializeToString())
+
+
+def _embedder_bytes(pack: ModelPack) -> bytes:
+    model = onnx.load(str(pack.embedder_path))
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if dim0.HasField("dim_value"):
+        make_batch_dynamic(model)
+    return bytes(model.SerializeToString())
+
+
+class FaceEngine:
+    def __init__(self, detector: ScrfdDetector, embedder: FaceEmbedder, settings: Settings, pack_name: str = "") -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.settings = settings
+        self.pack_name = pack_name
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pack: str | None = None) -> FaceEngine:
+        model_pack = load_pack(settings.models_dir, pack or settings.pack)
+        det_spec, emb_spec = model_pack.manifest.detector, model_pack.manifest.embedder
+        config = DetectorConfig(
+            score_threshold=settings.det_threshold,
+            nms_iou=settings.det_nms_iou,
+            min_face_px=settings.min_face_px,
+            target_face_px=settings.det_target_face_px,
+            pad_ratio=settings.det_pad_ratio,
+            base_size=det_spec.input_size[0],
+            mean=det_spec.mean,
+            std=det_spec.std,
+            bgr=det_spec.channels == "BGR",
+        )
+        detector = ScrfdDetector(create_session(_detector_bytes(model_pack), settings), config)
+        embedder = FaceEmbedder(
+            create_session(_embedder_bytes(model_pack), settings),
+            mean=emb_spec.mean,
+            std=emb_spec.std,
+            bgr=emb_spec.channels == "BGR",
+            batch_size=settings.embed_batch,
+        )
+        logger.info("face engine ready: pack %s (%s)", model_pack.manifest.name, model_pack.manifest.description)
+        return cls(detector, embedder, settings, model_pack.manifest.name)
+
+    # ---- decoding --------------------------------------------------------------------------
+    def detection_scale(self) -> float:
+        """Fraction of full resolution the finest detection level needs (for reduced JPEG decoding)."""
+        s = self.settings
+        return min(1.0, s.det_target_face_px / s.min_face_px)
+
+    def decode(self, data: bytes, *, reduced: bool = True) -> DecodedImage:
+        return decode_image(
+            data,
+            max_pixels=self.settings.max_image_pixels,
+            min_scale=self.detection_scale() if reduced else None,
+        )
+
+    # ---- analysis ----------------------------------------------------------------------------
+    def detect(self, image: DecodedImage) -> Detections:
+        return self.detector.detect(image.pixels, image.scale)
+
+    def analyze(self, image: DecodedImage, *, flip: bool = False) -> PhotoFaces:
+        return self.analyze_many([image], flip=flip)[0]
+
+    def analyze_many(self, images: list[DecodedImage], *, flip: bool = False) -> list[PhotoFaces]:
+        """Detect in every photo, align every face, embed all faces of all photos in batches."""
+        detections = self.detector.detect_many([im.pixels for im in images], [im.scale for im in images])
+        crops = []
+        for image, det in zip(images, detections):
+            # Landmarks are in original pixels; the decoded array may be smaller.
+            transforms = similarity_transforms(det.kps * image.scale) if len(det) else np.zeros((0, 2, 3), np.float32)
+            crops.append(warp_faces(image.pixels, transforms))
+        all_crops = np.concatenate(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+        embeddings = self.embedder.embed(all_crops, flip=flip)
+        sharp = sharpness(all_crops) if len(all_crops) else np.zeros(0, np.float32)
+        bright = brightness(all_crops) if len(all_crops) else np.zeros(0, np.float32)
+        all_kps = np.concatenate([d.kps for d in detections]) if detections else np.zeros((0, 5, 2), np.float32)
+        yaw, pitch, roll = pose_from_landmarks(all_kps)
+        results, start = [], 0
+        for det in detections:
+            end = start + len(det)
+            results.append(
+                PhotoFaces(det, embeddings[start:end], sharp[start:end], bright[start:end],
+                           yaw[start:end], pitch[start:end], roll[start:end])
+            )
+            start = end
+        return results
+
+    def embed_largest(self, image: DecodedImage) -> tuple[PhotoFaces, int | None]:
+        """Analyse a photo and return the index of its largest face (None when there is none)."""
+        faces = self.analyze(image)
+        if not len(faces):
+            return faces, None
+        boxes = faces.detections.boxes
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return faces, int(np.argmax(areas))

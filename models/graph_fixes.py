@@ -1,0 +1,123 @@
+"""ONNX graph surgery, done once at fetch time (files) or at load time (in memory, for `dir:` packs).
+
+- `repair_graph_inputs`: drop graph inputs that are really initializers, node outputs or unused
+  (onnxruntime refuses the SFace int8 file as shipped because of these).
+- `fold_constants`: evaluate every node that depends only on initializers (the int8 block
+  dequantisation) and store the results as float32 weights; the float graph is faster on CPU.
+- `make_batch_dynamic` / `make_detector_dynamic`: free the batch (and for SCRFD the spatial) dims so
+  faces can be embedded in batches and whole photos detected at any size.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+logger = logging.getLogger(__name__)
+
+
+def repair_graph_inputs(model: onnx.ModelProto) -> int:
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    produced = {o for n in graph.node for o in n.output}
+    consumed = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.input if i.name not in initializers and i.name not in produced and i.name in consumed]
+    removed = len(graph.input) - len(keep)
+    del graph.input[:]
+    graph.input.extend(keep)
+    return removed
+
+
+def fold_constants(model: onnx.ModelProto) -> int:
+    """Replace initializer-only subgraphs by their float values. Returns the number of folded nodes."""
+    import onnxruntime as ort  # local: graph_fixes is also used where only onnx is needed
+
+    graph = model.graph
+    initializer_names = {i.name for i in graph.initializer}
+    constant = set(initializer_names)
+    constant_nodes, other_nodes = [], []
+    for node in graph.node:
+        if all(i == "" or i in constant for i in node.input):
+            constant_nodes.append(node)
+            constant.update(node.output)
+        else:
+            other_nodes.append(node)
+    if not constant_nodes:
+        return 0
+    frontier = sorted({i for n in other_nodes for i in n.input if i in constant and i not in initializer_names})
+    const_graph = helper.make_graph(
+        constant_nodes,
+        "constants",
+        [],
+        [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in frontier],
+        list(graph.initializer),
+    )
+    const_model = helper.make_model(const_graph, opset_imports=model.opset_import)
+    const_model.ir_version = model.ir_version
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(const_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    values = dict(zip(frontier, session.run(frontier, {})))
+    used = {i for n in other_nodes for i in n.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.node[:]
+    graph.node.extend(other_nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in values.items())
+    del graph.value_info[:]
+    return len(constant_nodes)
+
+
+def make_batch_dynamic(model: onnx.ModelProto) -> None:
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "N"
+    del model.graph.value_info[:]
+
+
+def make_detector_dynamic(model: onnx.ModelProto) -> bool:
+    """Free batch, height and width of an SCRFD graph exported at a fixed 640x640.
+
+    Two things pin the size in such exports: the input shape, and the FPN's nearest `Resize` nodes
+    given explicit output `sizes`. Those upsample by exactly 2, so they become `scales=[1,1,2,2]`.
+    The head `Reshape`s to [1,-1,k] become [0,-1,k] (0 = keep the batch dim). Idempotent.
+    """
+    graph = model.graph
+    changed = False
+    dims = graph.input[0].type.tensor_type.shape.dim
+    for index, name in ((0, "N"), (2, "H"), (3, "W")):
+        if dims[index].HasField("dim_value"):
+            dims[index].ClearField("dim_value")
+            dims[index].dim_param = name
+            changed = True
+    for out in graph.output:
+        for index, name in ((0, "N"), (1, "A")):
+            odims = out.type.tensor_type.shape.dim
+            if len(odims) > index and odims[index].HasField("dim_value"):
+                odims[index].ClearField("dim_value")
+                odims[index].dim_param = name
+                changed = True
+    if not any(i.name == "picsort_up2" for i in graph.initializer):
+        resize_with_sizes = [n for n in graph.node if n.op_type == "Resize" and len(n.input) == 4 and n.input[3]]
+        if resize_with_sizes:
+            graph.initializer.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "picsort_up2"))
+            for node in resize_with_sizes:
+                node.input[2] = "picsort_up2"
+                del node.input[3]
+            changed = True
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.INT64 and len(init.dims) == 1 and init.dims[0] == 3:
+            value = numpy_helper.to_array(init)
+            if value[0] == 1 and value[1] == -1:
+                value = value.copy()
+                value[0] = 0
+                init.CopyFrom(numpy_helper.from_array(value, init.name))
+                changed = True
+    del graph.value_info[:]
+    return changed

@@ -1,0 +1,88 @@
+"""The ONE place that chooses onnxruntime execution providers and makes sessions.
+
+`PICSORT_DEVICE=auto` uses CUDA when this onnxruntime build offers it, else the CPU. `cuda` fails loudly
+when CUDA is not offered: the usual GPU-box failure is a CPU `onnxruntime` wheel installed next to
+`onnxruntime-gpu`, which silently runs everything on the CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import onnxruntime as ort
+
+from picsort_local.errors import DeviceUnavailableError
+from picsort_local.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+PREFERENCES: dict[str, tuple[str, ...]] = {
+    "auto": (CUDA, CPU),
+    "cuda": (CUDA, CPU),  # CPU stays as fallback for the few ops CUDA lacks
+    "cpu": (CPU,),
+}
+
+
+class InferenceSession(Protocol):
+    """What model wrappers need from an onnxruntime session (tests may pass a stand-in)."""
+
+    def get_inputs(self) -> Sequence[Any]: ...
+
+    def get_outputs(self) -> Sequence[Any]: ...
+
+    def run(self, output_names: Sequence[str] | None, input_feed: dict[str, Any]) -> list[Any]: ...
+
+
+def available_providers() -> list[str]:
+    return list(ort.get_available_providers())
+
+
+def choose_providers(device: str, available: Sequence[str] | None = None) -> list[str]:
+    """Filter the preference list for `device` by what this onnxruntime build offers."""
+    if device not in PREFERENCES:
+        raise DeviceUnavailableError(f"unknown device {device!r}: use auto, cpu or cuda")
+    offered = list(available) if available is not None else available_providers()
+    chosen = [p for p in PREFERENCES[device] if p in offered]
+    if device == "cuda" and CUDA not in chosen:
+        raise DeviceUnavailableError(
+            "PICSORT_DEVICE=cuda but onnxruntime offers only "
+            + ", ".join(offered)
+            + ". Install the GPU build (pip install 'picsort-local[gpu]'), uninstall the CPU "
+            "'onnxruntime' wheel that shadows it, and check the CUDA/cuDNN libraries are found."
+        )
+    if not chosen:
+        raise DeviceUnavailableError(f"no usable execution provider among {offered}")
+    _log_choice(device, tuple(chosen))
+    return chosen
+
+
+@functools.lru_cache(maxsize=None)
+def _log_choice(device: str, chosen: tuple[str, ...]) -> None:
+    # lru_cache makes this log once per distinct choice instead of once per model.
+    logger.info("device=%s -> execution providers %s", device, ", ".join(chosen))
+
+
+def inference_threads(settings: Settings) -> int:
+    """Intra-op threads: all cores up to 8 (a 2-core box uses both; a 16-core GPU box keeps
+    cores free for decoding, which runs in parallel threads)."""
+    if settings.threads:
+        return settings.threads
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def create_session(model: bytes | str | os.PathLike[str], settings: Settings) -> ort.InferenceSession:
+    providers = choose_providers(settings.device)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = inference_threads(settings)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # onnxruntime's own warnings about unused initializers are noise
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(source, sess_options=options, providers=providers)

@@ -1,0 +1,41 @@
+"""The one settings class. Every value can be set by an environment variable `PICSORT_<NAME>`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    base = os.environ.get(var)
+    return Path(base) if base else Path.home() / fallback
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PICSORT_", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------
+    data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "picsort")
+    # Model packs are shared by every data dir on the machine, so they live in the user cache.
+    models_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "picsort" / "models")
+
+    # --- face engine ----------------------------------------------------------------------------
+    pack: str = "pypi-small"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # 0 = choose from the machine (all cores up to 8 for inference).
+    threads: int = Field(default=0, ge=0)
+    max_image_pixels: int = Field(default=100_000_000, gt=0)
+    det_threshold: float = Field(default=0.5, gt=0, lt=1)
+    det_nms_iou: float = Field(default=0.4, gt=0, lt=1)
+    # Smallest face (pixels tall in the original photo) the detector must find...
+    min_face_px: int = Field(default=24, ge=8)
+    # ...by resizing the photo so such a face is this tall at the detector's input.
+    det_target_face_px: int = Field(default=16, ge=8)
+    # Extra border (fraction of the long side) around the whole-photo pass, so a face that fills the
+    # frame still looks like a face to the detector (SCRFD misses faces larger than its anchors).
+    det_pad_ratio: float = Field(default=0.5, ge=0)
+    embed_batch: int = Field(default=32, ge=1)
