@@ -59,11 +59,12 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class _View:
-    """One detector input cut from one photo: pixel (x,y) in the view = photo (x,y)*scale + offset."""
+    """One detector input cut from one photo, resized by `scale`: the region `crop` of the resized
+    photo is drawn at `pad` in a canvas of `size` (so view pixel = photo*scale - crop origin + pad)."""
 
     image_index: int
     scale: float
-    offset: tuple[float, float]
+    pad: tuple[int, int]
     size: tuple[int, int]  # view width, height (multiples of 32)
     crop: tuple[int, int, int, int]  # region of the scaled photo: x0, y0, x1, y1
     interior_edges: tuple[bool, bool, bool, bool]  # left, top, right, bottom touch another tile
@@ -92,7 +93,8 @@ class ScrfdDetector:
         `photo_scale` = decoded size / original size (reduced JPEG decoding)."""
         c = self.config
         long_side = max(width, height)
-        global_scale = c.base_size / (long_side * (1.0 + c.pad_ratio))
+        # Never upsample the whole-photo view: small photos get a smaller (cheaper) view instead.
+        global_scale = min(1.0, c.base_size / (long_side * (1.0 + c.pad_ratio)))
         fine = min(1.0, c.target_face_px / (c.min_face_px * photo_scale))
         scales: list[float] = []
         s = fine
@@ -108,7 +110,7 @@ class ScrfdDetector:
         for s in scales:
             sw, sh = max(1, round(width * s)), max(1, round(height * s))
             if sw * sh <= c.max_tile * c.max_tile:
-                views.append(_View(index, s, (0.0, 0.0), (_round_up(sw), _round_up(sh)), (0, 0, sw, sh), (False,) * 4))
+                views.append(_View(index, s, (0, 0), (_round_up(sw), _round_up(sh)), (0, 0, sw, sh), (False,) * 4))
                 continue
             step = c.max_tile - c.tile_overlap
             xs = list(range(0, max(sw - c.max_tile, 0) + 1, step))
@@ -122,14 +124,14 @@ class ScrfdDetector:
                     x1, y1 = min(x0 + c.max_tile, sw), min(y0 + c.max_tile, sh)
                     views.append(
                         _View(
-                            index, s, (-float(x0), -float(y0)), (_round_up(x1 - x0), _round_up(y1 - y0)),
+                            index, s, (0, 0), (_round_up(x1 - x0), _round_up(y1 - y0)),
                             (x0, y0, x1, y1), (x0 > 0, y0 > 0, x1 < sw, y1 < sh),
                         )
                     )
         gw, gh = max(1, round(width * global_scale)), max(1, round(height * global_scale))
-        offset = ((c.base_size - gw) / 2.0, (c.base_size - gh) / 2.0)
-        views.append(_View(index, global_scale, (round(offset[0]), round(offset[1])), (c.base_size, c.base_size),
-                           (0, 0, gw, gh), (False,) * 4))
+        side = min(c.base_size, _round_up(max(gw, gh) * (1.0 + c.pad_ratio)))
+        offset = (round((side - gw) / 2.0), round((side - gh) / 2.0))
+        views.append(_View(index, global_scale, offset, (side, side), (0, 0, gw, gh), (False,) * 4))
         return views
 
     def _render(self, image: np.ndarray, view: _View, cache: dict[float, np.ndarray]) -> np.ndarray:
@@ -142,7 +144,7 @@ class ScrfdDetector:
             cache[view.scale] = scaled
         x0, y0, x1, y1 = view.crop
         canvas = np.zeros((view.size[1], view.size[0], 3), np.uint8)
-        ox, oy = (int(view.offset[0]), int(view.offset[1])) if view.offset[0] >= 0 else (0, 0)
+        ox, oy = view.pad
         canvas[oy : oy + (y1 - y0), ox : ox + (x1 - x0)] = scaled[y0:y1, x0:x1]
         return canvas
 
@@ -160,7 +162,8 @@ class ScrfdDetector:
         centers = self._centers.get(key)
         if centers is None:
             gh, gw = height // stride, width // stride
-            grid = np.stack(np.mgrid[:gh, :gw][::-1], axis=-1).reshape(-1, 2).astype(np.float32) * stride
+            ys, xs = np.mgrid[:gh, :gw]
+            grid = np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride
             centers = np.repeat(grid, ANCHORS_PER_CELL, axis=0)
             self._centers[key] = centers
         return centers
@@ -228,7 +231,7 @@ class ScrfdDetector:
             if bottom:
                 cut |= boxes[:, 3] >= vh - margin
             boxes, scores, kps = boxes[~cut], scores[~cut], kps[~cut]
-        shift = np.array(view.offset, np.float32)  # padding (global view) or minus the tile origin
+        shift = np.array([view.pad[0] - view.crop[0], view.pad[1] - view.crop[1]], np.float32)
         boxes = (boxes - np.tile(shift, 2)) / view.scale
         kps = (kps - shift) / view.scale
         return boxes, scores, kps
@@ -240,8 +243,8 @@ class ScrfdDetector:
         scores = np.concatenate([p[1] for p in parts]).astype(np.float32)
         kps = np.concatenate([p[2] for p in parts]).astype(np.float32)
         xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-        keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.config.score_threshold, self.config.nms_iou)
-        keep = np.array(keep, dtype=np.int64).reshape(-1)
+        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), self.config.score_threshold, self.config.nms_iou)
+        keep = np.array(kept, dtype=np.int64).reshape(-1)
         order = keep[np.argsort(-scores[keep])]
         inv = 1.0 / photo_scale
         return Detections(boxes[order] * inv, scores[order], kps[order] * inv)

@@ -37,19 +37,33 @@ class FaceEmbedder:
             batch /= self.std
         return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
+    def _raw(self, crops: np.ndarray) -> np.ndarray:
+        outs = []
+        for start in range(0, crops.shape[0], self.batch_size):
+            chunk = crops[start : start + self.batch_size]
+            emb = self.session.run([self.output_name], {self.input_name: self._blob(chunk)})[0]
+            outs.append(emb.reshape(emb.shape[0], -1))
+        return np.concatenate(outs).astype(np.float32)
+
+    @staticmethod
+    def _normalise(vectors: np.ndarray) -> np.ndarray:
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
     def embed(self, crops: np.ndarray, *, flip: bool = False) -> np.ndarray:
         """(N,112,112,3) RGB uint8 aligned crops -> (N,D) L2-normalised float32, in batches.
 
         `flip=True` adds the embedding of the mirrored crop (test-time augmentation)."""
         if crops.shape[0] == 0:
             return np.zeros((0, self.dim or 0), np.float32)
-        outs = []
-        for start in range(0, crops.shape[0], self.batch_size):
-            chunk = crops[start : start + self.batch_size]
-            emb = self.session.run([self.output_name], {self.input_name: self._blob(chunk)})[0]
-            if flip:
-                emb = emb + self.session.run([self.output_name], {self.input_name: self._blob(chunk[:, :, ::-1])})[0]
-            outs.append(emb.reshape(emb.shape[0], -1))
-        vectors = np.concatenate(outs).astype(np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.maximum(norms, 1e-12)
+        if flip:
+            return self.embed_with_flip(crops)[1]
+        return self._normalise(self._raw(crops))
+
+    def embed_with_flip(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both variants from one pass each over the crops and their mirror images."""
+        if crops.shape[0] == 0:
+            empty = np.zeros((0, self.dim or 0), np.float32)
+            return empty, empty
+        plain = self._raw(crops)
+        mirrored = self._raw(np.ascontiguousarray(crops[:, :, ::-1]))
+        return self._normalise(plain), self._normalise(plain + mirrored)

@@ -22,7 +22,7 @@ from picsort_local.types import ImageSize
 logger = logging.getLogger(__name__)
 
 try:  # HEIC/HEIF only where the optional decoder is installed (extra "heic").
-    from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+    from pillow_heif import register_heif_opener
 
     register_heif_opener()
     HEIC_SUPPORTED = True
@@ -43,6 +43,17 @@ class DecodedImage:
     format: str
 
 
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _looks_like_image(data: bytes) -> bool:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return True
+    return any(data.startswith(sig) for sig in _SIGNATURES)
+
+
 def _open(data: bytes) -> Image.Image:
     if not data:
         raise InvalidImageError("empty", "the file is empty (0 bytes)")
@@ -54,6 +65,8 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image dimensions are too large: {exc}") from exc
     except UnidentifiedImageError as exc:
+        if _looks_like_image(data):
+            raise InvalidImageError("corrupt", "the file starts like an image but its data is corrupt") from exc
         raise InvalidImageError(
             "not_an_image", "not a recognised image (supported: JPEG, PNG, WEBP, GIF, TIFF, BMP"
             + (", HEIC" if HEIC_SUPPORTED else "") + ")"

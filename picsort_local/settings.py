@@ -39,3 +39,14 @@ class Settings(BaseSettings):
     # frame still looks like a face to the detector (SCRFD misses faces larger than its anchors).
     det_pad_ratio: float = Field(default=0.5, ge=0)
     embed_batch: int = Field(default=32, ge=1)
+
+    # --- blob storage (photos, crops, index snapshots) ------------------------------------------
+    # "local" keeps blobs under data_dir/blobs; "minio" uses any S3-compatible server.
+    blob_backend: Literal["local", "minio"] = "local"
+    minio_endpoint: str = "localhost:9000"  # host:port, no scheme (the scheme comes from minio_secure)
+    minio_access_key: str = ""
+    # repr=False so the secret never shows up when the settings object is logged or printed.
+    minio_secret_key: str = Field(default="", repr=False)
+    minio_bucket: str = "picsort"
+    minio_secure: bool = False
+    minio_region: str = "us-east-1"

@@ -1,0 +1,95 @@
+"""Grouping faces into persons without any tagging: DBSCAN over cosine distance.
+
+The neighbourhood graph comes from a FAISS range search (inner product >= 1 - eps on L2-normalised
+vectors), handed to scikit-learn's DBSCAN as a sparse precomputed distance matrix: memory grows with
+the number of close pairs, not with N^2, so a 25,000-photo event stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from scipy import sparse
+from sklearn.cluster import DBSCAN
+
+# Chosen on an LFW-derived event (benchmarks/bench_grouping.py; README "Grouping").
+DEFAULT_EPS = 0.62
+DEFAULT_MIN_SAMPLES = 2
+
+
+@dataclass(frozen=True)
+class Clustering:
+    labels: np.ndarray  # (N,) person index per face, -1 = not assigned
+    n_clusters: int
+
+
+def neighbour_graph(embeddings: np.ndarray, eps: float) -> sparse.csr_matrix:
+    n = embeddings.shape[0]
+    index = faiss.IndexFlatIP(embeddings.shape[1])
+    index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
+    lims, sims, ids = index.range_search(np.ascontiguousarray(embeddings, dtype=np.float32), 1.0 - eps)
+    rows = np.repeat(np.arange(n), np.diff(lims))
+    dist = np.clip(1.0 - sims, 0.0, None)
+    # DBSCAN treats stored zeros as "distance 0" neighbours, so exact duplicates stay neighbours.
+    return sparse.csr_matrix((dist, (rows, ids)), shape=(n, n))
+
+
+def cluster(embeddings: np.ndarray, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES,
+            *, singletons: bool = True) -> Clustering:
+    """Cluster L2-normalised embeddings. With `singletons`, faces DBSCAN calls noise become persons
+    of their own (someone photographed once is still a person a guest may look for)."""
+    n = embeddings.shape[0]
+    if n == 0:
+        return Clustering(np.zeros(0, np.int64), 0)
+    graph = neighbour_graph(embeddings, eps)
+    labels = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(graph).astype(np.int64)
+    n_clusters = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    if singletons:
+        noise = np.nonzero(labels < 0)[0]
+        labels[noise] = np.arange(n_clusters, n_clusters + noise.size)
+        n_clusters += noise.size
+    return Clustering(labels, n_clusters)
+
+
+def centroids(embeddings: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    sums = np.zeros((n_clusters, embeddings.shape[1]), np.float32)
+    valid = labels >= 0
+    np.add.at(sums, labels[valid], embeddings[valid])
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return sums / np.maximum(norms, 1e-12)
+
+
+def assign_to_centroids(embeddings: np.ndarray, cents: np.ndarray, min_similarity: float) -> np.ndarray:
+    """Fast assignment of new faces between re-clusterings: nearest person centroid, or -1."""
+    if len(cents) == 0 or len(embeddings) == 0:
+        return np.full(len(embeddings), -1, np.int64)
+    sims = embeddings @ cents.T
+    best = sims.argmax(axis=1)
+    return np.where(sims[np.arange(len(best)), best] >= min_similarity, best, -1).astype(np.int64)
+
+
+def pairwise_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Pairwise precision/recall and BCubed precision/recall/F1 of a clustering against true ids."""
+    # Pair counts from the contingency table, no O(N^2) loop.
+    _, pred_idx = np.unique(labels, return_inverse=True)
+    _, true_idx = np.unique(truth, return_inverse=True)
+    table = sparse.coo_matrix((np.ones_like(pred_idx), (pred_idx, true_idx))).tocsr()
+    pairs = lambda x: (x * (x - 1) / 2.0).sum()  # noqa: E731
+    tp = pairs(table.data.astype(np.float64))
+    pred_pairs = pairs(np.asarray(table.sum(axis=1)).ravel().astype(np.float64))
+    true_pairs = pairs(np.asarray(table.sum(axis=0)).ravel().astype(np.float64))
+    # BCubed: for each item, share of its cluster with its class and vice versa.
+    cell = np.asarray(table[pred_idx, true_idx]).ravel().astype(np.float64)
+    pred_size = np.asarray(table.sum(axis=1)).ravel()[pred_idx]
+    true_size = np.asarray(table.sum(axis=0)).ravel()[true_idx]
+    bp = float((cell / pred_size).mean())
+    br = float((cell / true_size).mean())
+    return {
+        "pairwise_precision": float(tp / pred_pairs) if pred_pairs else 1.0,
+        "pairwise_recall": float(tp / true_pairs) if true_pairs else 1.0,
+        "bcubed_precision": bp,
+        "bcubed_recall": br,
+        "bcubed_f1": 2 * bp * br / (bp + br) if bp + br else 0.0,
+    }

