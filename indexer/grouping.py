@@ -30,21 +30,60 @@ def neighbour_graph(embeddings: np.ndarray, eps: float) -> sparse.csr_matrix:
     index = faiss.IndexFlatIP(embeddings.shape[1])
     index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
     lims, sims, ids = index.range_search(np.ascontiguousarray(embeddings, dtype=np.float32), 1.0 - eps)
-    rows = np.repeat(np.arange(n), np.diff(lims))
+    rows = np.repeat(np.arange(n), np.diff(lims.astype(np.int64)))
     dist = np.clip(1.0 - sims, 0.0, None)
     # DBSCAN treats stored zeros as "distance 0" neighbours, so exact duplicates stay neighbours.
     return sparse.csr_matrix((dist, (rows, ids)), shape=(n, n))
 
 
+def _dbscan(embeddings: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
+    graph = neighbour_graph(embeddings, eps)
+    return np.asarray(DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(graph), np.int64)
+
+
+def _split_same_photo(embeddings: np.ndarray, labels: np.ndarray, photos: np.ndarray, eps: float,
+                      min_samples: int) -> np.ndarray:
+    """Cannot-link: one person appears at most once per photo. A cluster holding two faces of the
+    same photo was chained through look-alikes; re-cluster it with a stricter eps until clean."""
+    labels = labels.copy()
+    next_label = int(labels.max()) + 1 if labels.size else 0
+    for _ in range(6):
+        valid = labels >= 0
+        pairs = np.stack([labels[valid], photos[valid]], axis=1)
+        uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+        bad = np.unique(uniq[counts > 1, 0])
+        if bad.size == 0:
+            break
+        eps *= 0.85
+        for label in bad:
+            members = np.nonzero(labels == label)[0]
+            sub = _dbscan(embeddings[members], eps, min_samples)
+            labels[members] = np.where(sub >= 0, sub + next_label, -1)
+            next_label += int(sub.max()) + 1 if (sub >= 0).any() else 0
+    else:
+        # still mixed after several rounds: keep one face per photo in each cluster, others noise
+        valid_idx = np.nonzero(labels >= 0)[0]
+        _, first = np.unique(np.stack([labels[valid_idx], photos[valid_idx]], axis=1), axis=0, return_index=True)
+        keep = np.zeros(labels.size, bool)
+        keep[valid_idx[first]] = True
+        labels[(labels >= 0) & ~keep] = -1
+    return labels
+
+
 def cluster(embeddings: np.ndarray, eps: float = DEFAULT_EPS, min_samples: int = DEFAULT_MIN_SAMPLES,
-            *, singletons: bool = True) -> Clustering:
+            *, singletons: bool = True, photos: np.ndarray | None = None) -> Clustering:
     """Cluster L2-normalised embeddings. With `singletons`, faces DBSCAN calls noise become persons
-    of their own (someone photographed once is still a person a guest may look for)."""
+    of their own (someone photographed once is still a person a guest may look for). `photos`
+    (a photo key per face) enables the one-face-per-photo constraint."""
     n = embeddings.shape[0]
     if n == 0:
         return Clustering(np.zeros(0, np.int64), 0)
-    graph = neighbour_graph(embeddings, eps)
-    labels = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(graph).astype(np.int64)
+    labels = _dbscan(embeddings, eps, min_samples)
+    if photos is not None:
+        labels = _split_same_photo(embeddings, labels, np.asarray(photos), eps, min_samples)
+        # compact label numbers
+        valid = labels >= 0
+        _, labels[valid] = np.unique(labels[valid], return_inverse=True)
     n_clusters = int(labels.max()) + 1 if (labels >= 0).any() else 0
     if singletons:
         noise = np.nonzero(labels < 0)[0]

@@ -158,6 +158,21 @@ class EventIndex:
             return stored
         return stored[~np.isin(stored, self._tombstone_array())]
 
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every live entry, read from the flat storage in one call (for
+        re-clustering without keeping a second copy of the embeddings)."""
+        stored = self._stored_ids()
+        total = int(self._index.ntotal)
+        vectors = (
+            np.asarray(self._index.index.reconstruct_n(0, total), dtype=np.float32)
+            if total
+            else np.zeros((0, self._dim), np.float32)
+        )
+        if self._tombstones:
+            live = ~np.isin(stored, self._tombstone_array())
+            return stored[live], vectors[live]
+        return stored, vectors
+
     def _stored_ids(self) -> np.ndarray:
         return _faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 

@@ -182,6 +182,92 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- events ---------------------------------------------------------------------------------------
+def _catalog(args: argparse.Namespace) -> Any:
+    from indexer.events import Catalog
+
+    return Catalog(_settings(args))
+
+
+def cmd_event_create(args: argparse.Namespace) -> int:
+    created = _catalog(args).create_event(args.name, watermark=args.watermark)
+    print(f"event id:   {created.event.id}")
+    print(f"name:       {created.event.name}")
+    print(f"guest link token (shown once, store it now): {created.guest_token}")
+    return 0
+
+
+def cmd_event_list(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    events = catalog.meta.list_events()
+    if args.json:
+        print(json.dumps([{"id": e.id, "name": e.name, "created_at": e.created_at,
+                           **catalog.meta.event_counts(e.id)} for e in events], indent=2))
+        return 0
+    if not events:
+        print("no events")
+    for e in events:
+        counts = catalog.meta.event_counts(e.id)
+        print(f"{e.id}  {e.created_at}  {e.name!r}  photos={counts.get('photos_indexed', 0)} "
+              f"failed={counts.get('photos_failed', 0)} faces={counts['faces']} persons={counts['persons']}")
+    return 0
+
+
+def cmd_event_delete(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    event = catalog.resolve_event(args.event)
+    if not args.yes:
+        answer = input(f"delete event {event.id} ({event.name!r}) with all its photos and faces? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not deleted")
+            return 1
+    removed = catalog.delete_event(event.id)
+    print(f"deleted event {event.id}: {removed['blobs']} files, its index and metadata")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.ingest import Ingestor, find_images
+    from models.engine import FaceEngine
+
+    catalog = _catalog(args)
+    event = catalog.resolve_event(args.event)
+    paths, skipped = find_images([Path(p) for p in args.paths])
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise PicsortError(f"no such file: {missing[0]}")
+    if skipped:
+        print(f"skipping {len(skipped)} non-image file(s), e.g. {skipped[0]}", file=sys.stderr)
+    engine = FaceEngine.from_settings(catalog.settings)
+    ingestor = Ingestor(catalog, engine, workers=args.workers or catalog.settings.ingest_workers,
+                        checkpoint_photos=catalog.settings.ingest_checkpoint_photos)
+    with _progress(len(paths), f"indexing into {event.name}") as bar:
+        report = ingestor.ingest_paths(event.id, paths, progress=bar.update)
+    print(f"{report.added} new photo(s), {report.duplicates} already present, {report.indexed} indexed, "
+          f"{report.failed} failed; {report.faces} face(s); {report.persons} person(s) in the event "
+          f"({report.seconds:.1f} s)")
+    for name, reason in report.errors[:20]:
+        print(f"  failed: {name}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    catalog = _catalog(args)
+    event = catalog.resolve_event(args.event)
+    persons = catalog.meta.list_persons(event.id)
+    if args.json:
+        print(json.dumps(persons, indent=2))
+        return 0
+    multi = [p for p in persons if p["photo_count"] > 1]
+    print(f"{event.name}: {len(persons)} person(s), {len(multi)} seen in more than one photo")
+    for p in persons[: args.limit]:
+        print(f"  person {p['id']}: {p['face_count']} face(s) in {p['photo_count']} photo(s); "
+              f"representative face {p['representative_face_id']} in photo {p['rep_photo']}")
+    if len(persons) > args.limit:
+        print(f"  ... {len(persons) - args.limit} more (--limit)")
+    return 0
+
+
 # ---- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picsort", description="Picsort Local: self-hosted event face search")
@@ -224,6 +310,40 @@ def build_parser() -> argparse.ArgumentParser:
     lfw.add_argument("--json", help="write the results to this JSON file")
     with_engine(lfw)
     lfw.set_defaults(func=cmd_eval_lfw)
+
+    def with_data(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", type=Path, help="data folder (PICSORT_DATA_DIR)")
+
+    event = sub.add_parser("event", help="events").add_subparsers(dest="event_command", required=True)
+    create = event.add_parser("create", help="create an event; prints the guest link token once")
+    create.add_argument("name")
+    create.add_argument("--watermark", help="text on guest previews (default: the event name)")
+    with_data(create)
+    create.set_defaults(func=cmd_event_create)
+    elist = event.add_parser("list", help="list events")
+    elist.add_argument("--json", action="store_true")
+    with_data(elist)
+    elist.set_defaults(func=cmd_event_list)
+    delete = event.add_parser("delete", help="delete an event: vectors, snapshots, metadata and images")
+    delete.add_argument("event", help="event id (or unique name)")
+    delete.add_argument("--yes", action="store_true", help="do not ask")
+    with_data(delete)
+    delete.set_defaults(func=cmd_event_delete)
+
+    index = sub.add_parser("index", help="add photos (files or folders, recursive) to an event")
+    index.add_argument("event", help="event id (or unique name)")
+    index.add_argument("paths", nargs="+")
+    index.add_argument("--workers", type=int, help="parallel inference workers (PICSORT_INGEST_WORKERS)")
+    with_engine(index)
+    with_data(index)
+    index.set_defaults(func=cmd_index)
+
+    people = sub.add_parser("people", help="persons found in an event")
+    people.add_argument("event")
+    people.add_argument("--json", action="store_true")
+    people.add_argument("--limit", type=int, default=30)
+    with_data(people)
+    people.set_defaults(func=cmd_people)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     det_pad_ratio: float = Field(default=0.5, ge=0)
     embed_batch: int = Field(default=32, ge=1)
 
+    # --- ingest ---------------------------------------------------------------------------------
+    # Photos per index snapshot: smaller = less work redone after a crash, larger = fewer snapshot writes.
+    ingest_checkpoint_photos: int = Field(default=64, ge=1)
+    ingest_workers: int = Field(default=1, ge=1)
+
     # --- blob storage (photos, crops, index snapshots) ------------------------------------------
     # "local" keeps blobs under data_dir/blobs; "minio" uses any S3-compatible server.
     blob_backend: Literal["local", "minio"] = "local"

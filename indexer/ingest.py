@@ -1,0 +1,292 @@
+"""Event ingest: store originals privately, detect + embed (batched, decoding overlapped), outfit
+colours, derived images, index snapshot, then persons.
+
+Crash safety (kill -9 at any point, then run again):
+1. a photo row is inserted 'pending' (unique per event by sha256: re-adding is a no-op), then the
+   original is stored (write-then-rename);
+2. every checkpoint: the faces of a group of photos are inserted 'pending' in one transaction (ids
+   allocated), their vectors added and a new index snapshot published (pointer written last),
+   then faces and photos are marked indexed in one transaction;
+3. `recover` at the start of every run reconciles: pending faces whose ids are in the published
+   index are marked indexed; other pending faces are dropped and their photos redone; index ids
+   unknown to the database are removed. So every photo is indexed exactly once, no orphan vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer import grouping
+from indexer.derived import derived_images, encode_jpeg
+from indexer.events import Catalog
+from indexer.outfit import outfit_colours
+from indexer.vector_index import EventIndex
+from models.engine import FaceEngine, PhotoFaces
+from models.pipeline import PipelineResult, analyze_stream
+from picsort_local.errors import InvalidImageError, PicsortError
+from picsort_local.images import IMAGE_SUFFIXES, DecodedImage
+
+logger = logging.getLogger(__name__)
+
+
+def photo_key(event_id: str, photo_id: str, kind: str) -> str:
+    """Blob keys: originals/{id}.{ext} (private), preview|thumb|micro/{id}.jpg."""
+    return f"events/{event_id}/{kind}/{photo_id}" + ("" if kind == "originals" else ".jpg")
+
+
+def find_images(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """Expand files and folders (recursively) into image files; also return what was skipped."""
+    found: list[Path] = []
+    skipped: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file():
+                    (found if child.suffix.lower() in IMAGE_SUFFIXES else skipped).append(child)
+        else:
+            found.append(path)  # named explicitly: try it, a bad file gets a recorded reason
+    return found, skipped
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    duplicates: int = 0
+    indexed: int = 0
+    failed: int = 0
+    faces: int = 0
+    persons: int = 0
+    seconds: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Staged:
+    photo_id: str
+    faces: list[dict[str, Any]]
+    embeddings: np.ndarray
+
+
+class Ingestor:
+    def __init__(self, catalog: Catalog, engine: FaceEngine, *, checkpoint_photos: int = 64,
+                 workers: int = 1, chunk: int = 8) -> None:
+        self.catalog = catalog
+        self.engine = engine
+        self.checkpoint_photos = checkpoint_photos
+        self.workers = workers
+        self.chunk = chunk
+
+    @property
+    def dim(self) -> int:
+        return int(self.engine.embedder.dim or 128)
+
+    # ---- recovery ------------------------------------------------------------------------------
+    def recover(self, event_id: str) -> dict[str, int]:
+        meta, indexes = self.catalog.meta, self.catalog.indexes
+        index = indexes.load(event_id, self.dim)
+        in_index = set(index.ids().tolist())
+        pending = meta.pending_faces(event_id)
+        done_photos = sorted({p for f, p in pending if f in in_index})
+        redo_photos = sorted({p for f, p in pending if f not in in_index} - set(done_photos))
+        if done_photos:
+            meta.commit_faces(event_id, done_photos)
+        # 'processing' photos without faces in the index, and photos whose faces were half-saved
+        stuck = [p.id for p in meta.list_photos(event_id, "processing") if p.id not in done_photos]
+        redo = sorted(set(redo_photos) | set(stuck))
+        if redo:
+            meta.reset_photos(event_id, redo)
+        orphans = np.array(sorted(in_index - set(meta.indexed_face_ids(event_id))), dtype=np.int64)
+        if orphans.size:
+            index.remove(orphans)
+            indexes.save(event_id, index)
+        if done_photos or redo or orphans.size:
+            logger.warning("recovered event %s: %d photos completed, %d redone, %d orphan vectors removed",
+                           event_id, len(done_photos), len(redo), orphans.size)
+        return {"completed": len(done_photos), "redone": len(redo), "orphans_removed": int(orphans.size)}
+
+    # ---- ingest --------------------------------------------------------------------------------
+    def ingest_paths(self, event_id: str, paths: list[Path], *, progress: Callable[[int], None] | None = None,
+                     regroup: bool = True) -> IngestReport:
+        return self.ingest(event_id, [(p.name, p.read_bytes) for p in paths], progress=progress, regroup=regroup)
+
+    def ingest(self, event_id: str, items: list[tuple[str, Callable[[], bytes]]], *,
+               progress: Callable[[int], None] | None = None, regroup: bool = True) -> IngestReport:
+        """Add photos given as (filename, read-bytes) pairs. Bad photos are recorded, the rest go on."""
+        started = time.perf_counter()
+        event = self.catalog.meta.get_event(event_id)
+        watermark = str(event.settings.get("watermark") or "")
+        report = IngestReport()
+        self.recover(event_id)
+        meta, blobs = self.catalog.meta, self.catalog.blobs
+
+        # 1. register and store originals (cheap, sequential: hashing is I/O bound)
+        todo: list[tuple[str, Callable[[], bytes]]] = []
+        for filename, read in items:
+            try:
+                data = read()
+            except OSError as exc:
+                report.failed += 1
+                report.errors.append((filename, f"cannot read: {exc}"))
+                if progress:
+                    progress(1)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            row, created = meta.add_photo(secrets.token_hex(8), event_id, digest, Path(filename).name[:255])
+            if not created and row.status in ("indexed", "failed"):
+                report.duplicates += 1
+                if progress:
+                    progress(1)
+                continue
+            report.added += int(created)
+            if row.original_key is None:
+                key = photo_key(event_id, row.id, "originals")
+                blobs.put(key, data, mimetypes.guess_type(filename)[0])
+                meta.set_photo_stored(row.id, key, 0, 0)
+            todo.append((row.id, _reader(blobs, photo_key(event_id, row.id, "originals"))))
+        # photos left pending by an earlier, interrupted run are picked up as well
+        queued = {pid for pid, _ in todo}
+        for row in meta.list_photos(event_id, "pending"):
+            if row.id not in queued and row.original_key:
+                todo.append((row.id, _reader(blobs, row.original_key)))
+
+        # 2. analyse in a pipeline, checkpoint every N photos
+        index = self.catalog.indexes.load(event_id, self.dim)
+        staged: list[_Staged] = []
+        for result in analyze_stream(self.engine, todo, workers=self.workers, chunk=self.chunk):
+            if result.error is not None or result.image is None or result.faces is None:
+                reason = _reason(result.error)
+                meta.set_photo_failed(result.key, reason)
+                report.failed += 1
+                report.errors.append((result.key, reason))
+            else:
+                staged.append(self._stage(event_id, result, watermark))
+            if progress:
+                progress(1)
+            if len(staged) >= self.checkpoint_photos:
+                report.indexed += self._checkpoint(event_id, index, staged)
+                report.faces += sum(len(s.faces) for s in staged)
+                staged = []
+        if staged:
+            report.indexed += self._checkpoint(event_id, index, staged)
+            report.faces += sum(len(s.faces) for s in staged)
+        if regroup and (report.indexed or not meta.list_persons(event_id)):
+            report.persons = self.regroup(event_id, index)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _stage(self, event_id: str, result: PipelineResult[str], watermark: str) -> _Staged:
+        image, faces = result.image, result.faces
+        if image is None or faces is None:  # narrowed by the caller; keeps mypy honest
+            raise PicsortError("internal: staged a failed photo")
+        blobs, meta = self.catalog.blobs, self.catalog.meta
+        for kind, data in derived_images(image.pixels, watermark).items():
+            blobs.put(photo_key(event_id, result.key, kind), data, "image/jpeg")
+        meta.set_photo_stored(result.key, photo_key(event_id, result.key, "originals"),
+                              image.original.width, image.original.height)
+        det = faces.detections
+        outfits = outfit_colours(image.pixels, det.boxes * image.scale)
+        rows = []
+        for i in range(len(det)):
+            outfit = outfits[i]
+            rows.append({
+                "box": [float(v) for v in det.boxes[i]],
+                "landmarks": det.kps[i].round(2).tolist(),
+                "det_score": float(det.scores[i]),
+                "quality": {
+                    "face_px": float(det.boxes[i][3] - det.boxes[i][1]),
+                    "sharpness": float(faces.sharpness[i]),
+                    "brightness": float(faces.brightness[i]),
+                    "yaw": float(faces.yaw[i]), "pitch": float(faces.pitch[i]), "roll": float(faces.roll[i]),
+                },
+                "outfit_lab": list(outfit.lab) if outfit else None,
+                "outfit_name": outfit.name if outfit else None,
+            })
+        return _Staged(result.key, rows, faces.embeddings)
+
+    def _checkpoint(self, event_id: str, index: EventIndex, staged: list[_Staged]) -> int:
+        meta = self.catalog.meta
+        ids = meta.add_pending_faces(event_id, [(s.photo_id, s.faces) for s in staged])
+        all_ids = np.array([i for group in ids for i in group], dtype=np.int64)
+        if all_ids.size:
+            vectors = np.concatenate([s.embeddings for s in staged if len(s.faces)]).astype(np.float32)
+            index.add(all_ids, vectors)
+            self.catalog.indexes.save(event_id, index)
+        meta.commit_faces(event_id, [s.photo_id for s in staged])
+        return len(staged)
+
+    # ---- persons -------------------------------------------------------------------------------
+    def regroup(self, event_id: str, index: EventIndex | None = None) -> int:
+        """Full re-clustering of the event's faces into persons, with a representative face each."""
+        index = index or self.catalog.indexes.load(event_id, self.dim)
+        ids, vectors = index.all_vectors()
+        if ids.size == 0:
+            self.catalog.meta.replace_persons(event_id, [])
+            return 0
+        rows = {f.id: f for f in self.catalog.meta.get_faces(event_id, ids.tolist())}
+        photo_of = {fid: row.photo_id for fid, row in rows.items()}
+        photos = np.array([hash(photo_of.get(int(i), str(i))) for i in ids], dtype=np.int64)
+        result = grouping.cluster(vectors, photos=photos)
+        order = np.argsort(result.labels, kind="stable")
+        labels_sorted = result.labels[order]
+        bounds = np.flatnonzero(np.diff(labels_sorted)) + 1
+        clusters = []
+        for members in np.split(ids[order], bounds):
+            member_ids = [int(m) for m in members if int(m) in rows]
+            if not member_ids:
+                continue
+            best = max(member_ids, key=lambda fid: _face_rank(rows[fid].det_score, rows[fid].quality))
+            clusters.append((member_ids, best))
+        person_ids = self.catalog.meta.replace_persons(event_id, clusters)
+        self._store_person_thumbs(event_id, clusters, person_ids, rows)
+        return len(person_ids)
+
+    def _store_person_thumbs(self, event_id: str, clusters: list[tuple[list[int], int]], person_ids: list[int],
+                             rows: dict[int, Any]) -> None:
+        """Representative face crop per person, cut from the photo's preview."""
+        from picsort_local.images import decode_image
+
+        blobs = self.catalog.blobs
+        blobs.delete_prefix(f"events/{event_id}/persons/")
+        previews: dict[str, DecodedImage] = {}
+        for (_, rep), pid in zip(clusters, person_ids):
+            face = rows[rep]
+            photo = self.catalog.meta.get_photo(event_id, face.photo_id)
+            try:
+                preview = previews.get(photo.id) or decode_image(blobs.get(photo_key(event_id, photo.id, "preview")))
+            except PicsortError:
+                continue
+            previews[photo.id] = preview
+            scale = preview.pixels.shape[1] / max(photo.width or preview.pixels.shape[1], 1)
+            x1, y1, x2, y2 = (v * scale for v in face.box)
+            m = 0.25 * (y2 - y1)
+            h, w = preview.pixels.shape[:2]
+            crop = preview.pixels[int(max(0, y1 - m)):int(min(h, y2 + m)), int(max(0, x1 - m)):int(min(w, x2 + m))]
+            if crop.size:
+                blobs.put(f"events/{event_id}/persons/{pid}.jpg", encode_jpeg(crop), "image/jpeg")
+
+
+def _face_rank(score: float, quality: dict[str, float]) -> float:
+    return score + min(quality.get("face_px", 0.0), 200.0) / 200.0 - abs(quality.get("yaw", 0.0)) / 90.0
+
+
+def _reader(blobs: Any, key: str) -> Callable[[], bytes]:
+    return lambda: bytes(blobs.get(key))
+
+
+def _reason(error: PicsortError | None) -> str:
+    if isinstance(error, InvalidImageError):
+        return f"{error.reason}: {error.message}"
+    return error.message if error is not None else "unknown error"
+
+
+__all__ = ["Ingestor", "IngestReport", "find_images", "photo_key", "PhotoFaces"]
