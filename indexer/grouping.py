@@ -15,7 +15,7 @@ from scipy import sparse
 from sklearn.cluster import DBSCAN
 
 # Chosen on an LFW-derived event (benchmarks/bench_grouping.py; README "Grouping").
-DEFAULT_EPS = 0.62
+DEFAULT_EPS = 0.43
 DEFAULT_MIN_SAMPLES = 2
 
 

@@ -81,23 +81,25 @@ def colour_name(lab: np.ndarray) -> list[str]:
     lightness, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     chroma = np.hypot(a, b)
     hue = (np.degrees(np.arctan2(b, a)) + 360) % 360
+    # Hue angles in CIELab are not the HSV ones: red sits near 40 degrees, yellow near 95, green
+    # 135-160, blue 290-310, magenta/pink 330-360.
     names = []
     for L, c, h in zip(lightness, chroma, hue):
         if c < 12:
-            names.append("black" if L < 25 else "white" if L > 80 else "grey")
-        elif L < 30 and (h < 100 or h > 330) and c < 40:
-            names.append("brown")
-        elif h < 20 or h >= 345:
-            names.append("pink" if L > 65 else "red")
-        elif h < 55:
-            names.append("orange" if L > 50 else "brown")
-        elif h < 100:
-            names.append("yellow")
-        elif h < 165:
+            names.append("black" if L < 25 else "white" if L > 82 else "grey")
+        elif h >= 340 or h < 20:
+            names.append("pink" if L > 55 else "red")
+        elif h < 50:
+            names.append("brown" if L < 35 and c < 45 else "red")
+        elif h < 75:
+            names.append("brown" if L < 50 else "orange")
+        elif h < 105:
+            names.append("brown" if L < 45 else "yellow")
+        elif h < 190:
             names.append("green")
-        elif h < 230:
+        elif h < 240:
             names.append("cyan")
-        elif h < 290:
+        elif h < 315:
             names.append("blue")
         else:
             names.append("purple")
