@@ -9,6 +9,7 @@ face size against the ground-truth boxes, and a sweep of detector settings (reca
 from __future__ import annotations
 
 import argparse
+import warnings
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import numpy as np
 
 from models.engine import FaceEngine
 from models.pipeline import analyze_stream
+from models.runtime import plan_parallelism
 from picsort_local.images import decode_image
 from picsort_local.settings import Settings
 
@@ -72,6 +74,8 @@ def naive_loop(engine: FaceEngine, paths: list[Path]) -> tuple[float, dict[str, 
     start = time.perf_counter()
     for path in paths:
         bgr = cv2.imread(str(path))
+        if bgr is None:
+            continue
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         det = engine.detector.detect(rgb)
         vectors = []
@@ -84,7 +88,7 @@ def naive_loop(engine: FaceEngine, paths: list[Path]) -> tuple[float, dict[str, 
                 crop = cv2.warpAffine(rgb, similarity_transforms(det.kps[i : i + 1])[0], (112, 112))
             vectors.append(engine.embedder.embed(crop[None])[0])
         boxes[path.name] = det.boxes
-        embs[path.name] = np.array(vectors).reshape(len(vectors), -1)
+        embs[path.name] = np.array(vectors, np.float32).reshape(len(vectors), engine.embedder.dim or 128)
         faces += len(det)
     return time.perf_counter() - start, boxes, embs, faces
 
@@ -141,6 +145,7 @@ def micro(engine: FaceEngine, paths: list[Path]) -> dict[str, float]:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)  # skimage deprecation inside insightface
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--pack", default=None)
@@ -161,16 +166,16 @@ def main() -> None:
     base = Settings(**({"pack": args.pack} if args.pack else {}))
     # Naive: one session using every core, as FaceAnalysis would be configured.
     naive_engine = FaceEngine.from_settings(base.model_copy(update={"threads": cores}))
-    # Engine: one inference worker per core, one thread each (see README for the measurement).
-    workers = cores
-    engine = FaceEngine.from_settings(base.model_copy(update={"threads": 1}))
+    # Engine: the ingest plan (on CPU: one inference worker per core, one thread each).
+    workers, threads = plan_parallelism(base)
+    engine = FaceEngine.from_settings(base.model_copy(update={"threads": threads}))
 
     result: dict[str, Any] = {
         "dataset": str(args.data), "photos": len(paths), "ground_truth_faces": int(sum(len(v) for v in gt.values())),
         "pack": engine.pack_name, "machine": {"cpus": cores, "platform": platform.platform(),
                                                "processor": platform.processor()},
         "settings": base.model_dump(mode="json", include={"min_face_px", "det_target_face_px", "det_pad_ratio",
-                                                          "det_threshold", "embed_batch"}),
+                                                          "det_global_size", "det_threshold", "embed_batch"}),
     }
     engine_run(engine, paths[:4], workers)  # warm-up
     naive_loop(naive_engine, paths[:2])
@@ -179,7 +184,7 @@ def main() -> None:
     result["naive"] = {"seconds": n_time, "photos_per_s": len(paths) / n_time, "faces": n_faces,
                        "faces_per_s": n_faces / n_time}
     result["engine"] = {"seconds": e_time, "photos_per_s": len(paths) / e_time, "faces": e_faces,
-                        "faces_per_s": e_faces / e_time, "workers": workers, "threads_per_worker": 1}
+                        "faces_per_s": e_faces / e_time, "workers": workers, "threads_per_worker": threads}
     result["speedup_photos_per_s"] = result["engine"]["photos_per_s"] / result["naive"]["photos_per_s"]
     result["same_faces"] = same_faces(e_boxes, e_emb, n_boxes, n_emb)
     result["recall_engine"] = recall_by_size(gt, e_boxes)
@@ -189,14 +194,15 @@ def main() -> None:
         sweep = []
         subset = paths[: args.sweep]
         sub_gt = {p.name: gt[p.name] for p in subset}
-        for target, pad in ((12, 0.5), (16, 0.5), (20, 0.5), (24, 0.5), (16, 0.0)):
-            cfg = replace(naive_engine.detector.config, target_face_px=target, pad_ratio=pad)
+        for target, pad, gsize in ((12, 0.5, 640), (16, 0.5, 640), (20, 0.5, 640), (16, 0.0, 640),
+                                   (16, 0.5, 320), (12, 0.5, 320), (16, 0.5, 480)):
+            cfg = replace(naive_engine.detector.config, target_face_px=target, pad_ratio=pad, base_size=gsize)
             detector = type(naive_engine.detector)(naive_engine.detector.session, cfg)
             images = [decode_image(p.read_bytes()) for p in subset]
             start = time.perf_counter()
             found = {p.name: detector.detect(im.pixels).boxes for p, im in zip(subset, images)}
             ms = (time.perf_counter() - start) / len(subset) * 1000
-            sweep.append({"target_face_px": target, "pad_ratio": pad, "ms_per_photo": ms,
+            sweep.append({"target_face_px": target, "pad_ratio": pad, "global_size": gsize, "ms_per_photo": ms,
                           "recall": recall_by_size(sub_gt, found)})
         result["detector_sweep"] = {"photos": len(subset), "runs": sweep}
 

@@ -48,6 +48,8 @@ class DetectorConfig:
     min_face_px: float = 24.0
     target_face_px: float = 16.0
     pad_ratio: float = 0.5
+    # Side of the padded whole-photo view. It only has to catch faces too big for the fine levels,
+    # so it can be smaller than the size the detector was trained at (see the benchmark sweep).
     base_size: int = 640
     max_tile: int = 2048
     tile_overlap: int = 192

@@ -91,7 +91,7 @@ class FaceEngine:
             min_face_px=settings.min_face_px,
             target_face_px=settings.det_target_face_px,
             pad_ratio=settings.det_pad_ratio,
-            base_size=det_spec.input_size[0],
+            base_size=settings.det_global_size or det_spec.input_size[0],
             mean=det_spec.mean,
             std=det_spec.std,
             bgr=det_spec.channels == "BGR",

@@ -73,12 +73,32 @@ def fold_constants(model: onnx.ModelProto) -> int:
 
 
 def make_batch_dynamic(model: onnx.ModelProto) -> None:
-    for value in list(model.graph.input) + list(model.graph.output):
+    """Free the batch dim of inputs/outputs, and turn `Reshape(x, [1, ...])` (exported with a batch
+    of one baked in) into `Reshape(x, [0, ...])`, where 0 keeps the incoming batch size."""
+    graph = model.graph
+    for value in list(graph.input) + list(graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = "N"
-    del model.graph.value_info[:]
+    shape_inputs = {n.input[1] for n in graph.node if n.op_type == "Reshape" and len(n.input) > 1}
+    for init in graph.initializer:
+        if init.name in shape_inputs:
+            value = numpy_helper.to_array(init)
+            if value.ndim == 1 and value.size >= 2 and value[0] == 1:
+                value = value.copy()
+                value[0] = 0
+                init.CopyFrom(numpy_helper.from_array(value, init.name))
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] in shape_inputs:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    value = numpy_helper.to_array(attr.t)
+                    if value.ndim == 1 and value.size >= 2 and value[0] == 1:
+                        value = value.copy()
+                        value[0] = 0
+                        attr.t.CopyFrom(numpy_helper.from_array(value))
+    del graph.value_info[:]
 
 
 def make_detector_dynamic(model: onnx.ModelProto) -> bool:

@@ -76,6 +76,23 @@ def inference_threads(settings: Settings) -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def plan_parallelism(settings: Settings) -> tuple[int, int]:
+    """(inference workers, intra-op threads per session) for throughput jobs such as ingest.
+
+    Measured on the 2-core CI box (README, benchmarks): two workers with one thread each beat one
+    worker with two threads, because small convolutions scale poorly across threads. On CUDA one
+    worker feeds the GPU with large batches."""
+    cores = os.cpu_count() or 1
+    if settings.ingest_workers:
+        workers = settings.ingest_workers
+    elif CUDA in choose_providers(settings.device):
+        workers = 1
+    else:
+        workers = max(1, min(cores, 4))
+    threads = settings.threads or max(1, cores // workers)
+    return workers, threads
+
+
 def create_session(model: bytes | str | os.PathLike[str], settings: Settings) -> ort.InferenceSession:
     providers = choose_providers(settings.device)
     options = ort.SessionOptions()

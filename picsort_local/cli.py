@@ -238,9 +238,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise PicsortError(f"no such file: {missing[0]}")
     if skipped:
         print(f"skipping {len(skipped)} non-image file(s), e.g. {skipped[0]}", file=sys.stderr)
-    engine = FaceEngine.from_settings(catalog.settings)
-    ingestor = Ingestor(catalog, engine, workers=args.workers or catalog.settings.ingest_workers,
-                        checkpoint_photos=catalog.settings.ingest_checkpoint_photos)
+    from models.runtime import plan_parallelism
+
+    settings = catalog.settings
+    if args.workers:
+        settings = settings.model_copy(update={"ingest_workers": args.workers})
+    workers, threads = plan_parallelism(settings)
+    engine = FaceEngine.from_settings(settings.model_copy(update={"threads": threads}))
+    ingestor = Ingestor(catalog, engine, workers=workers, checkpoint_photos=settings.ingest_checkpoint_photos)
     with _progress(len(paths), f"indexing into {event.name}") as bar:
         report = ingestor.ingest_paths(event.id, paths, progress=bar.update)
     print(f"{report.added} new photo(s), {report.duplicates} already present, {report.indexed} indexed, "

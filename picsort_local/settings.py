@@ -38,12 +38,15 @@ class Settings(BaseSettings):
     # Extra border (fraction of the long side) around the whole-photo pass, so a face that fills the
     # frame still looks like a face to the detector (SCRFD misses faces larger than its anchors).
     det_pad_ratio: float = Field(default=0.5, ge=0)
+    # Side of that padded whole-photo view; 0 = the detector's training size (640 for SCRFD).
+    det_global_size: int = Field(default=320, ge=0, multiple_of=32)
     embed_batch: int = Field(default=32, ge=1)
 
     # --- ingest ---------------------------------------------------------------------------------
     # Photos per index snapshot: smaller = less work redone after a crash, larger = fewer snapshot writes.
     ingest_checkpoint_photos: int = Field(default=64, ge=1)
-    ingest_workers: int = Field(default=1, ge=1)
+    # Parallel inference workers for ingest; 0 = one per core (up to 4) on CPU, 1 on CUDA.
+    ingest_workers: int = Field(default=0, ge=0)
 
     # --- blob storage (photos, crops, index snapshots) ------------------------------------------
     # "local" keeps blobs under data_dir/blobs; "minio" uses any S3-compatible server.

@@ -102,5 +102,8 @@ def test_shared_models_load_as_dir_pack(tmp_path: Path) -> None:
     pack = load_pack(tmp_path, f"dir:{shared_models}")
     assert pack.manifest.detector.file.endswith("scrfd_500m_bnkps.onnx")
     assert pack.manifest.embedder.embedding_size == 128
-    crops = np.zeros((3, 112, 112, 3), np.uint8)
-    assert engine.embedder.embed(crops).shape == (3, 128)  # fixed batch of 1 was freed in memory
+    crops = np.random.default_rng(0).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)
+    batched = engine.embedder.embed(crops)
+    assert batched.shape == (3, 128)  # the graph's fixed batch of 1 was freed in memory
+    singles = np.concatenate([engine.embedder.embed(crops[i : i + 1]) for i in range(3)])
+    assert np.abs(batched - singles).max() < 1e-4
