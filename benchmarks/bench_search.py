@@ -43,7 +43,7 @@ def main() -> None:
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         exact_ids = None
         for kind in ("flat", "hnsw"):
-            index = EventIndex(args.dim, kind)  # type: ignore[arg-type]
+            index = EventIndex(args.dim, kind)
             start = time.perf_counter()
             index.add(ids, x)
             build = time.perf_counter() - start
