@@ -29,6 +29,7 @@ import numpy as np
 from indexer import grouping
 from indexer.derived import derived_images, encode_jpeg
 from indexer.events import Catalog
+from indexer.bodies import faceless_people
 from indexer.outfit import outfit_colours
 from indexer.vector_index import EventIndex
 from models.engine import FaceEngine, PhotoFaces
@@ -162,14 +163,18 @@ class Ingestor:
         # 2. analyse in a pipeline, checkpoint every N photos
         index = self.catalog.indexes.load(event_id, self.dim)
         staged: list[_Staged] = []
-        for result in analyze_stream(self.engine, todo, workers=self.workers, chunk=self.chunk):
+        def postprocess(image: DecodedImage, faces: PhotoFaces) -> dict[str, Any]:
+            return self._derive(image, faces, watermark)
+
+        for result in analyze_stream(self.engine, todo, workers=self.workers, chunk=self.chunk,
+                                     postprocess=postprocess):
             if result.error is not None or result.image is None or result.faces is None:
                 reason = _reason(result.error)
                 meta.set_photo_failed(result.key, reason)
                 report.failed += 1
                 report.errors.append((result.key, reason))
             else:
-                staged.append(self._stage(event_id, result, watermark))
+                staged.append(self._stage(event_id, result))
             if progress:
                 progress(1)
             if len(staged) >= self.checkpoint_photos:
@@ -184,17 +189,31 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _stage(self, event_id: str, result: PipelineResult[str], watermark: str) -> _Staged:
-        image, faces = result.image, result.faces
-        if image is None or faces is None:  # narrowed by the caller; keeps mypy honest
+    def _derive(self, image: DecodedImage, faces: PhotoFaces, watermark: str) -> dict[str, Any]:
+        """Per-photo CPU work, run in the pipeline's worker threads."""
+        boxes = faces.detections.boxes * image.scale
+        bodies = []
+        if self.catalog.settings.ingest_bodies:
+            for box, outfit in faceless_people(image.pixels, boxes):
+                bodies.append(([float(v) / image.scale for v in box], outfit.lab, outfit.name))
+        return {
+            "derived": derived_images(image.pixels, watermark),
+            "outfits": outfit_colours(image.pixels, boxes),
+            "bodies": bodies,
+        }
+
+    def _stage(self, event_id: str, result: PipelineResult[str]) -> _Staged:
+        image, faces, extra = result.image, result.faces, result.extra
+        if image is None or faces is None or extra is None:  # narrowed by the caller; keeps mypy honest
             raise PicsortError("internal: staged a failed photo")
         blobs, meta = self.catalog.blobs, self.catalog.meta
-        for kind, data in derived_images(image.pixels, watermark).items():
+        for kind, data in extra["derived"].items():
             blobs.put(photo_key(event_id, result.key, kind), data, "image/jpeg")
         meta.set_photo_stored(result.key, photo_key(event_id, result.key, "originals"),
                               image.original.width, image.original.height)
+        meta.add_bodies(event_id, result.key, extra["bodies"])
         det = faces.detections
-        outfits = outfit_colours(image.pixels, det.boxes * image.scale)
+        outfits = extra["outfits"]
         rows = []
         for i in range(len(det)):
             outfit = outfits[i]

@@ -37,6 +37,10 @@ class LfwResult:
     pairs: int
     images: int
     detection_misses: int
+    # Cosine thresholds at which the given share of different-person pairs is accepted
+    # (used to calibrate the search tiers), and the true-accept rate at each.
+    threshold_at_far: dict[str, float] = field(default_factory=dict)
+    tar_at_far: dict[str, float] = field(default_factory=dict)
     missed_images: list[str] = field(default_factory=list)
 
 
@@ -150,11 +154,15 @@ def ten_fold(sims: np.ndarray, same: np.ndarray, folds: np.ndarray) -> tuple[lis
     return accuracies, thresholds
 
 
-def tar_at_far(sims: np.ndarray, same: np.ndarray, far: float = 1e-3) -> float:
+def threshold_at_far(sims: np.ndarray, same: np.ndarray, far: float) -> float:
+    """Smallest threshold t with at most `far` of different-person pairs scoring above t."""
     negatives = np.sort(sims[~same])[::-1]
     allowed = int(np.floor(far * negatives.size))
-    threshold = negatives[allowed] if allowed < negatives.size else -1.0
-    return float((sims[same] > threshold).mean())
+    return float(negatives[allowed]) if allowed < negatives.size else -1.0
+
+
+def tar_at_far(sims: np.ndarray, same: np.ndarray, far: float = 1e-3) -> float:
+    return float((sims[same] > threshold_at_far(sims, same, far)).mean())
 
 
 def evaluate_lfw(
@@ -186,6 +194,8 @@ def evaluate_lfw(
             pairs=len(pairs),
             images=len(names),
             detection_misses=len(missed),
+            threshold_at_far={str(f): threshold_at_far(sims, same, f) for f in (1e-2, 1e-3)},
+            tar_at_far={str(f): tar_at_far(sims, same, f) for f in (1e-2, 1e-3)},
             missed_images=missed,
         )
     return results

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from models.engine import FaceEngine, PhotoFaces
 from picsort_local.errors import PicsortError
@@ -29,6 +29,7 @@ class PipelineResult(Generic[K]):
     image: DecodedImage | None = field(repr=False)
     faces: PhotoFaces | None = field(repr=False)
     error: PicsortError | None = None
+    extra: Any = field(default=None, repr=False)  # what `postprocess` returned
 
 
 def analyze_stream(
@@ -39,9 +40,12 @@ def analyze_stream(
     chunk: int = 8,
     decode_threads: int = 2,
     reduced: bool = True,
+    postprocess: Callable[[DecodedImage, PhotoFaces], Any] | None = None,
 ) -> Iterator[PipelineResult[K]]:
     """Yield one result per item (in completion order). `items` are (key, read-bytes callable).
 
+    `postprocess(image, faces)` runs in the worker threads too (per-photo CPU work such as derived
+    images), so it is spread over the cores instead of serialising in the consumer.
     A bad photo yields a result with `error` set; the stream carries on."""
     decoded_q: queue.Queue[PipelineResult[K] | None] = queue.Queue(maxsize=chunk * workers * 2)
     out_q: queue.Queue[PipelineResult[K] | BaseException | None] = queue.Queue()
@@ -83,7 +87,14 @@ def analyze_stream(
                 if batch:
                     analyses = engine.analyze_many([b.image for b in batch if b.image is not None])
                     for item, faces in zip(batch, analyses):
-                        out_q.put(PipelineResult(item.key, item.image, faces))
+                        extra = None
+                        if postprocess is not None and item.image is not None:
+                            try:
+                                extra = postprocess(item.image, faces)
+                            except PicsortError as exc:
+                                out_q.put(PipelineResult(item.key, None, None, exc))
+                                continue
+                        out_q.put(PipelineResult(item.key, item.image, faces, extra=extra))
         except BaseException as exc:
             out_q.put(exc)
         finally:

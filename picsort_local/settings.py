@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     ingest_checkpoint_photos: int = Field(default=64, ge=1)
     # Parallel inference workers for ingest; 0 = one per core (up to 4) on CPU, 1 on CUDA.
     ingest_workers: int = Field(default=0, ge=0)
+    # Also find people whose face is not visible (HOG people detector) for the outfit search pass.
+    ingest_bodies: bool = True
 
     # --- blob storage (photos, crops, index snapshots) ------------------------------------------
     # "local" keeps blobs under data_dir/blobs; "minio" uses any S3-compatible server.

@@ -75,6 +75,37 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 2: guests (per event, random ids), hidden results, saved selfies, grants, faceless bodies
+    """
+    CREATE TABLE hidden_photos (
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        guest_id TEXT NOT NULL,
+        photo_id TEXT NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (event_id, guest_id, photo_id)
+    );
+    CREATE TABLE saved_selfies (
+        token_hash TEXT PRIMARY KEY,
+        blob_key TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE grants (
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        guest_id TEXT NOT NULL,
+        photo_id TEXT NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (event_id, guest_id, photo_id)
+    );
+    CREATE TABLE bodies (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        photo_id TEXT NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+        outfit_l REAL NOT NULL, outfit_a REAL NOT NULL, outfit_b REAL NOT NULL, outfit_name TEXT NOT NULL
+    );
+    CREATE INDEX bodies_event ON bodies(event_id);
+    """,
 ]
 
 
@@ -204,6 +235,8 @@ class MetadataStore:
             # faces -> persons reference is SET NULL; delete children explicitly for clarity and speed
             conn.execute("DELETE FROM faces WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM persons WHERE event_id = ?", (event_id,))
+            for table in ("hidden_photos", "grants", "bodies"):
+                conn.execute(f"DELETE FROM {table} WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM photos WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM ingest_jobs WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
@@ -266,6 +299,8 @@ class MetadataStore:
         with self.transaction() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM faces WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))]
             conn.execute("DELETE FROM faces WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
+            for table in ("hidden_photos", "grants", "bodies"):
+                conn.execute(f"DELETE FROM {table} WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
             deleted = conn.execute("DELETE FROM photos WHERE id = ? AND event_id = ?", (photo_id, event_id)).rowcount
         if not deleted:
             raise NotFoundError(f"no photo {photo_id!r} in this event")
@@ -367,6 +402,58 @@ class MetadataStore:
             " (SELECT photo_id FROM faces f WHERE f.id = p.representative_face_id) AS rep_photo"
             " FROM persons p WHERE p.event_id = ? ORDER BY p.face_count DESC, p.id", (event_id,))
         return [dict(r) for r in rows]
+
+    # ---- bodies (people whose face is not visible) -----------------------------------------
+    def add_bodies(self, event_id: str, photo_id: str, bodies: list[tuple[list[float], tuple[float, float, float], str]]) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM bodies WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
+            conn.executemany(
+                "INSERT INTO bodies (event_id, photo_id, x1, y1, x2, y2, outfit_l, outfit_a, outfit_b, outfit_name)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(event_id, photo_id, *box, *lab, name) for box, lab, name in bodies])
+
+    def list_bodies(self, event_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM bodies WHERE event_id = ?", (event_id,))]
+
+    # ---- guests --------------------------------------------------------------------------------
+    def hide_photo(self, event_id: str, guest_id: str, photo_id: str) -> None:
+        self.get_photo(event_id, photo_id)
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO hidden_photos (event_id, guest_id, photo_id, created_at) VALUES (?, ?, ?, ?)",
+                         (event_id, guest_id, photo_id, now()))
+
+    def hidden_photos(self, event_id: str, guest_id: str) -> set[str]:
+        return {r[0] for r in self._query("SELECT photo_id FROM hidden_photos WHERE event_id = ? AND guest_id = ?",
+                                          (event_id, guest_id))}
+
+    def delete_guest(self, event_id: str, guest_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM hidden_photos WHERE event_id = ? AND guest_id = ?", (event_id, guest_id))
+
+    def grant(self, event_id: str, guest_id: str, photo_id: str) -> None:
+        self.get_photo(event_id, photo_id)
+        with self.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO grants (event_id, guest_id, photo_id, created_at) VALUES (?, ?, ?, ?)",
+                         (event_id, guest_id, photo_id, now()))
+
+    def has_grant(self, event_id: str, guest_id: str, photo_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM grants WHERE event_id = ? AND guest_id = ? AND photo_id = ?",
+                                (event_id, guest_id, photo_id)))
+
+    def save_selfie(self, token_hash: str, blob_key: str, embedding: bytes) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO saved_selfies (token_hash, blob_key, embedding, created_at) VALUES (?, ?, ?, ?)",
+                         (token_hash, blob_key, embedding, now()))
+
+    def get_selfie(self, token_hash: str) -> tuple[str, bytes] | None:
+        rows = self._query("SELECT blob_key, embedding FROM saved_selfies WHERE token_hash = ?", (token_hash,))
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def delete_selfie(self, token_hash: str) -> str | None:
+        with self.transaction() as conn:
+            row = conn.execute("SELECT blob_key FROM saved_selfies WHERE token_hash = ?", (token_hash,)).fetchone()
+            conn.execute("DELETE FROM saved_selfies WHERE token_hash = ?", (token_hash,))
+        return str(row[0]) if row else None
 
     # ---- ingest jobs -------------------------------------------------------------------------
     def create_job(self, job_id: str, event_id: str, total: int) -> None:
