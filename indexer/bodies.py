@@ -33,11 +33,11 @@ def detect_people(image: np.ndarray, min_weight: float = 0.5) -> np.ndarray:
     if small.shape[0] < 128 or small.shape[1] < 64:
         return np.zeros((0, 4), np.float32)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    rects, weights = _hog().detectMultiScale(grey, winStride=(8, 8), padding=(8, 8), scale=1.1)
-    if len(rects) == 0:
+    found, found_weights = _hog().detectMultiScale(grey, winStride=(8, 8), padding=(8, 8), scale=1.1)
+    if len(found) == 0:
         return np.zeros((0, 4), np.float32)
-    rects = np.asarray(rects, np.float32).reshape(-1, 4)
-    weights = np.asarray(weights, np.float32).reshape(-1)
+    rects = np.asarray(found, np.float32).reshape(-1, 4)
+    weights = np.asarray(found_weights, np.float32).reshape(-1)
     keep_idx = cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), min_weight, 0.3)
     keep = np.array(keep_idx, dtype=np.int64).reshape(-1)
     rects = rects[keep]
