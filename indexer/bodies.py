@@ -20,7 +20,7 @@ def _hog() -> cv2.HOGDescriptor:
     hog = getattr(_local, "hog", None)
     if hog is None:
         hog = cv2.HOGDescriptor()
-        hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+        hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
         _local.hog = hog
     return hog
 
