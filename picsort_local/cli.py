@@ -273,6 +273,24 @@ def cmd_people(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- service --------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import secrets
+
+    import uvicorn
+    from pydantic import SecretStr
+
+    from search.app import create_app
+
+    settings = _settings(args)
+    if not settings.admin_key.get_secret_value():
+        key = secrets.token_urlsafe(24)
+        settings = settings.model_copy(update={"admin_key": SecretStr(key)})
+        print(f"PICSORT_ADMIN_KEY was not set; host API key for this run: {key}", flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 # ---- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picsort", description="Picsort Local: self-hosted event face search")
@@ -349,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--limit", type=int, default=30)
     with_data(people)
     people.set_defaults(func=cmd_people)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (host API, guest API, kiosk page)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    with_engine(serve)
+    with_data(serve)
+    serve.set_defaults(func=cmd_serve)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,3 +60,14 @@ class Settings(BaseSettings):
     minio_bucket: str = "picsort"
     minio_secure: bool = False
     minio_region: str = "us-east-1"
+
+    # --- search service -------------------------------------------------------------------------
+    admin_key: SecretStr = Field(default=SecretStr(""), repr=False)  # host API key (X-Admin-Key)
+    public_url: str = ""  # base URL used in guest links, e.g. https://photos.venue.example
+    signed_url_ttl_s: int = Field(default=900, ge=10)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_selfie_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    # Tier thresholds (cosine) for packs without an LFW calibration in search/tiers.py.
+    search_low_threshold: float = 0.30
+    search_high_threshold: float = 0.40

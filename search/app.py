@@ -1,0 +1,311 @@
+"""The FastAPI app: host API (admin key), guest API (event link token), signed files, kiosk page.
+
+Route handlers only translate HTTP to the plain functions of `search.service`; domain errors become
+HTTP responses in `_error_response`, the one place that maps them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from picsort_local.errors import (
+    AlreadyExistsError,
+    DeviceUnavailableError,
+    ImageTooLargeError,
+    InvalidImageError,
+    InvalidRequestError,
+    ModelPackError,
+    NotFoundError,
+    PicsortError,
+)
+from picsort_local.settings import Settings
+from search.service import NoFaceError, PicsortService, SearchOutcome, TooManyFacesError
+from search.signing import SignatureError
+from storage.metadata import EventRow
+
+logger = logging.getLogger(__name__)
+
+
+class AuthError(PicsortError):
+    code = "unauthorized"
+
+
+class PayloadTooLargeError(PicsortError):
+    code = "payload_too_large"
+
+
+def _error_response(exc: PicsortError) -> JSONResponse:
+    body: dict[str, Any] = {"error": exc.code, "message": exc.message}
+    status = 400
+    if isinstance(exc, NotFoundError):
+        status, body = 404, {"error": "not_found", "message": "not found"}  # never say what is missing
+    elif isinstance(exc, AuthError):
+        status = 401
+    elif isinstance(exc, SignatureError):
+        status = 403
+    elif isinstance(exc, (PayloadTooLargeError, ImageTooLargeError)):
+        status = 413
+    elif isinstance(exc, InvalidImageError):
+        status = 415 if exc.reason in ("not_an_image", "unsupported") else 422
+        body["reason"] = exc.reason
+    elif isinstance(exc, TooManyFacesError):
+        status = 422
+        body["faces"] = exc.count
+    elif isinstance(exc, NoFaceError):
+        status = 422
+        body["faces"] = 0
+    elif isinstance(exc, AlreadyExistsError):
+        status = 409
+    elif isinstance(exc, InvalidRequestError):
+        status = 400
+    elif isinstance(exc, (ModelPackError, DeviceUnavailableError)):
+        status = 503
+    return JSONResponse(body, status_code=status)
+
+
+# ---- dependencies -------------------------------------------------------------------------------
+def get_service(request: Request) -> PicsortService:
+    service: PicsortService = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[PicsortService, Depends(get_service)]
+
+
+def require_admin(service: ServiceDep, x_admin_key: Annotated[str | None, Header()] = None) -> None:
+    if not service.check_admin_key(x_admin_key):
+        raise AuthError("a valid X-Admin-Key header is required")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]
+
+
+def guest_event(token: str, service: ServiceDep) -> EventRow:
+    if len(token) > 128:
+        raise NotFoundError("not found")
+    return service.event_for_token(token)
+
+
+GuestEventDep = Annotated[EventRow, Depends(guest_event)]
+
+
+# ---- request/response models ---------------------------------------------------------------------
+class EventIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    watermark: str | None = Field(default=None, max_length=100)
+
+
+class GrantIn(BaseModel):
+    guest_id: str = Field(min_length=16, max_length=64)
+    photo_id: str = Field(min_length=1, max_length=64)
+
+
+class FeedbackIn(BaseModel):
+    guest_id: str = Field(min_length=16, max_length=64)
+    photo_id: str = Field(min_length=1, max_length=64)
+    vote: str = Field(pattern="^down$")
+
+
+class SavedSearchIn(BaseModel):
+    selfie_token: str = Field(min_length=16, max_length=128)
+    guest_id: str | None = Field(default=None, min_length=16, max_length=64)
+
+
+class ForgetIn(BaseModel):
+    guest_id: str | None = Field(default=None, min_length=16, max_length=64)
+    selfie_token: str | None = Field(default=None, min_length=16, max_length=128)
+
+
+def _outcome(outcome: SearchOutcome) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "guest_id": outcome.guest_id,
+        "outfit": outcome.outfit,
+        "results": [vars(h) for h in outcome.hits],
+    }
+    if outcome.selfie_token:
+        body["selfie_token"] = outcome.selfie_token
+    return body
+
+
+def create_app(settings: Settings, service: PicsortService | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "service", None) is None:
+            app.state.service = await run_in_threadpool(PicsortService, settings)
+        app.state.ready = True
+        yield
+        app.state.ready = False
+        await run_in_threadpool(app.state.service.close)
+
+    app = FastAPI(title="Picsort Local", version="0.1.0", lifespan=lifespan,
+                  description="Self-hosted event face search: host API (X-Admin-Key) and guest API (link token).")
+    app.state.service = service
+    app.state.ready = service is not None
+    app.state.settings = settings
+    app.state.request_counts = defaultdict(int)
+    app.state.request_seconds = defaultdict(float)
+
+    @app.exception_handler(PicsortError)
+    async def on_domain_error(request: Request, exc: PicsortError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.middleware("http")
+    async def guard_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        limit = settings.max_request_bytes
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response: Response = _error_response(PayloadTooLargeError(f"request body over {limit} bytes"))
+        else:
+            response = await call_next(request)
+        # Guest pages and API answers must never be indexed by search engines.
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
+        response.headers["Referrer-Policy"] = "no-referrer"  # the link token must not leak in Referer
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        app.state.request_counts[(request.method, name, response.status_code)] += 1
+        app.state.request_seconds[(request.method, name)] += time.perf_counter() - started
+        return response
+
+    # ---- operations ----------------------------------------------------------------------------
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz(request: Request) -> JSONResponse:
+        ready = bool(request.app.state.ready)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    @app.get("/robots.txt", response_class=PlainTextResponse, tags=["ops"])
+    def robots() -> str:
+        return "User-agent: *\nDisallow: /\n"
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
+    def metrics(request: Request, service: ServiceDep) -> str:
+        lines = ["# TYPE picsort_requests_total counter"]
+        for (method, path, status), n in sorted(request.app.state.request_counts.items()):
+            lines.append(f'picsort_requests_total{{method="{method}",path="{path}",status="{status}"}} {n}')
+        lines.append("# TYPE picsort_request_seconds_sum counter")
+        for (method, path), s in sorted(request.app.state.request_seconds.items()):
+            lines.append(f'picsort_request_seconds_sum{{method="{method}",path="{path}"}} {s:.6f}')
+        for name, value in sorted(service.metrics.items()):
+            lines.append(f"# TYPE picsort_{name}_total counter")
+            lines.append(f"picsort_{name}_total {value}")
+        running = [j for j in service.jobs.values() if j.status in ("queued", "running")]
+        lines.append("# TYPE picsort_ingest_photos_pending gauge")
+        lines.append(f"picsort_ingest_photos_pending {sum(j.total - j.done for j in running)}")
+        return "\n".join(lines) + "\n"
+
+    # ---- host API ------------------------------------------------------------------------------
+    @app.post("/api/host/events", status_code=201, tags=["host"])
+    def create_event(body: EventIn, _: AdminDep, service: ServiceDep) -> dict[str, Any]:
+        created = service.create_event(body.name, body.watermark)
+        base = settings.public_url.rstrip("/")
+        return {"id": created.event.id, "name": created.event.name, "created_at": created.event.created_at,
+                "guest_token": created.guest_token, "guest_url": f"{base}/e/{created.guest_token}"}
+
+    @app.get("/api/host/events", tags=["host"])
+    def list_events(_: AdminDep, service: ServiceDep) -> list[dict[str, Any]]:
+        return service.list_events()
+
+    @app.delete("/api/host/events/{event_id}", status_code=204, tags=["host"])
+    def delete_event(event_id: str, _: AdminDep, service: ServiceDep) -> Response:
+        service.delete_event(event_id)
+        return Response(status_code=204)
+
+    @app.post("/api/host/events/{event_id}/photos", status_code=202, tags=["host"])
+    async def upload_photos(event_id: str, _: AdminDep, service: ServiceDep,
+                            files: Annotated[list[UploadFile], File(description="photos")]) -> dict[str, Any]:
+        payload = []
+        for upload in files:
+            data = await upload.read(settings.max_upload_bytes + 1)
+            payload.append((upload.filename or "photo", data))
+        job, results = await run_in_threadpool(service.submit_photos, event_id, payload)
+        return {"job_id": job.id, "results": results}
+
+    @app.get("/api/host/jobs/{job_id}", tags=["host"])
+    def job_status(job_id: str, _: AdminDep, service: ServiceDep) -> dict[str, Any]:
+        job = service.job_status(job_id)
+        return {"id": job.id, "event_id": job.event_id, "status": job.status, "total": job.total,
+                "done": job.done, "failed": job.failed,
+                "errors": [{"filename": f, "reason": r} for f, r in job.errors]}
+
+    @app.get("/api/host/events/{event_id}/people", tags=["host"])
+    def people(event_id: str, _: AdminDep, service: ServiceDep) -> list[dict[str, Any]]:
+        return service.people(event_id)
+
+    @app.delete("/api/host/events/{event_id}/photos/{photo_id}", tags=["host"])
+    def delete_photo(event_id: str, photo_id: str, _: AdminDep, service: ServiceDep) -> dict[str, int]:
+        return {"faces_removed": service.delete_photo(event_id, photo_id)}
+
+    @app.post("/api/host/events/{event_id}/grants", status_code=201, tags=["host"])
+    def grant(event_id: str, body: GrantIn, _: AdminDep, service: ServiceDep) -> dict[str, str]:
+        service.catalog.meta.get_event(event_id)
+        service.grant(event_id, body.guest_id, body.photo_id)
+        return {"status": "granted"}
+
+    # ---- guest API -----------------------------------------------------------------------------
+    @app.get("/e/{token}", response_class=HTMLResponse, tags=["guest"])
+    def kiosk(event: GuestEventDep) -> str:
+        page = files("search").joinpath("static/kiosk.html").read_text(encoding="utf-8")
+        return page.replace("{{EVENT_NAME}}", _html_escape(event.name))
+
+    @app.post("/api/e/{token}/search", tags=["guest"])
+    async def search(event: GuestEventDep, service: ServiceDep,
+                     selfie: Annotated[UploadFile, File(description="a selfie with exactly one face")],
+                     save_selfie: Annotated[bool, Form()] = False,
+                     x_guest_id: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        data = await selfie.read(settings.max_selfie_bytes + 1)
+        if len(data) > settings.max_selfie_bytes:
+            raise PayloadTooLargeError(f"selfie over {settings.max_selfie_bytes} bytes")
+        guest_id = service.guest_id(x_guest_id)
+        outcome = await run_in_threadpool(service.search, event, data, guest_id=guest_id, save_selfie=save_selfie)
+        return _outcome(outcome)
+
+    @app.post("/api/e/{token}/search-saved", tags=["guest"])
+    async def search_saved(event: GuestEventDep, body: SavedSearchIn, service: ServiceDep) -> dict[str, Any]:
+        guest_id = service.guest_id(body.guest_id)
+        outcome = await run_in_threadpool(service.search, event, None, guest_id=guest_id,
+                                          selfie_token=body.selfie_token)
+        return _outcome(outcome)
+
+    @app.post("/api/e/{token}/feedback", tags=["guest"])
+    def feedback(event: GuestEventDep, body: FeedbackIn, service: ServiceDep) -> dict[str, str]:
+        service.hide(event, body.guest_id, body.photo_id)
+        return {"status": "hidden"}
+
+    @app.post("/api/e/{token}/forget", tags=["guest"])
+    def forget(event: GuestEventDep, body: ForgetIn, service: ServiceDep) -> dict[str, bool]:
+        return service.delete_guest_data(event, body.guest_id, body.selfie_token)
+
+    @app.get("/api/e/{token}/photos/{photo_id}/original", tags=["guest"])
+    def original(event: GuestEventDep, photo_id: str, service: ServiceDep,
+                 x_guest_id: Annotated[str | None, Header()] = None) -> dict[str, str]:
+        if not x_guest_id:
+            raise NotFoundError("not found")
+        return {"url": service.original_url(event, x_guest_id, photo_id)}
+
+    @app.get("/files/{key:path}", tags=["files"])
+    def signed_file(key: str, exp: str, sig: str, service: ServiceDep) -> Response:
+        data = service.read_signed(key, exp, sig)
+        media = "image/jpeg" if key.endswith(".jpg") else "application/octet-stream"
+        return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=600"})
+
+    return app
+
+
+def _html_escape(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;").replace("'", "&#39;"))

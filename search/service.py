@@ -1,0 +1,343 @@
+"""Plain service functions behind the HTTP API (host and guest). No HTTP types here."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from indexer.events import Catalog, CreatedEvent, hash_token
+from indexer.ingest import Ingestor, photo_key
+from indexer.outfit import delta_e, outfit_colours
+from indexer.vector_index import IndexCache
+from models.engine import FaceEngine
+from models.runtime import plan_parallelism
+from picsort_local.errors import InvalidRequestError, NotFoundError, PicsortError
+from picsort_local.settings import Settings
+from search.signing import UrlSigner, load_or_create_secret
+from search.tiers import Tiers, tiers_for
+from storage.metadata import EventRow
+
+logger = logging.getLogger(__name__)
+
+GUEST_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+OUTFIT_MAX_DELTA_E = 14.0  # CIE76 distance under which two torso colours count as the same outfit
+
+
+class NoFaceError(PicsortError):
+    code = "no_face"
+
+
+class TooManyFacesError(PicsortError):
+    code = "too_many_faces"
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} faces found: please retake the selfie with only your face in the frame")
+        self.count = count
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    photo_id: str
+    tier: str  # high | low
+    similarity: float
+    badge: str  # face | outfit
+    preview_url: str
+    thumb_url: str
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    guest_id: str
+    hits: list[SearchHit]
+    selfie_token: str | None = None
+    outfit: str | None = None  # colour name used for the outfit pass, if any
+
+
+@dataclass
+class JobState:
+    id: str
+    event_id: str
+    total: int
+    done: int = 0
+    failed: int = 0
+    status: str = "queued"
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+class PicsortService:
+    def __init__(self, settings: Settings, engine: FaceEngine | None = None, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or Catalog(settings)
+        workers, threads = plan_parallelism(settings)
+        self.engine = engine or FaceEngine.from_settings(settings.model_copy(update={"threads": threads}))
+        self.ingest_workers = workers
+        self.tiers: Tiers = tiers_for(self.engine.pack_name, settings.search_low_threshold, settings.search_high_threshold)
+        self.signer = UrlSigner(load_or_create_secret(settings.data_dir / "url-signing.key"), settings.signed_url_ttl_s)
+        self.index_cache = IndexCache(self.catalog.indexes)
+        # Ingest jobs run one at a time per service (they share the cores with searches).
+        self.ingest_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        self.jobs: dict[str, JobState] = {}
+        self._jobs_lock = threading.Lock()
+        self.metrics: dict[str, float] = {"searches": 0, "photos_ingested": 0, "photos_failed": 0}
+
+    def close(self) -> None:
+        self.ingest_pool.shutdown(wait=True, cancel_futures=False)
+        self.catalog.meta.close()
+
+    # ---- host ----------------------------------------------------------------------------------
+    def check_admin_key(self, given: str | None) -> bool:
+        expected = self.settings.admin_key.get_secret_value()
+        return bool(expected) and given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+    def create_event(self, name: str, watermark: str | None) -> CreatedEvent:
+        return self.catalog.create_event(name, watermark=watermark)
+
+    def list_events(self) -> list[dict[str, Any]]:
+        meta = self.catalog.meta
+        return [{"id": e.id, "name": e.name, "created_at": e.created_at, **meta.event_counts(e.id)}
+                for e in meta.list_events()]
+
+    def delete_event(self, event_id: str) -> None:
+        self.catalog.delete_event(event_id)
+        self.index_cache.invalidate(event_id)
+
+    def submit_photos(self, event_id: str, files: list[tuple[str, bytes]]) -> tuple[JobState, list[dict[str, Any]]]:
+        """Store nothing yet: check each file's size and type, then queue the accepted ones."""
+        self.catalog.meta.get_event(event_id)
+        results, accepted = [], []
+        for name, data in files:
+            if len(data) == 0:
+                results.append({"filename": name, "status": "rejected", "error": "empty file"})
+            elif len(data) > self.settings.max_upload_bytes:
+                results.append({"filename": name, "status": "rejected",
+                                "error": f"file is larger than {self.settings.max_upload_bytes} bytes"})
+            else:
+                results.append({"filename": name, "status": "accepted"})
+                accepted.append((name, data))
+        job = JobState(id=secrets.token_hex(8), event_id=event_id, total=len(accepted))
+        with self._jobs_lock:
+            self.jobs[job.id] = job
+        if accepted:
+            self.ingest_pool.submit(self._run_job, job, accepted)
+        else:
+            job.status = "done"
+        return job, results
+
+    def _run_job(self, job: JobState, files: list[tuple[str, bytes]]) -> None:
+        job.status = "running"
+        try:
+            ingestor = Ingestor(self.catalog, self.engine, workers=self.ingest_workers,
+                                checkpoint_photos=self.settings.ingest_checkpoint_photos)
+
+            def progress(n: int) -> None:
+                job.done += n
+
+            items: list[tuple[str, Callable[[], bytes]]] = [(name, _constant(data)) for name, data in files]
+            report = ingestor.ingest(job.event_id, items, progress=progress)
+            job.failed = report.failed
+            job.errors = report.errors
+            job.status = "done"
+            self.metrics["photos_ingested"] += report.indexed
+            self.metrics["photos_failed"] += report.failed
+            self.index_cache.invalidate(job.event_id)
+        except Exception as exc:  # a job failure must be visible, not kill the worker thread
+            logger.exception("ingest job %s failed", job.id)
+            job.status = "error"
+            job.errors.append(("*", str(exc)))
+
+    def job_status(self, job_id: str) -> JobState:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError("no such job")
+        return job
+
+    def people(self, event_id: str) -> list[dict[str, Any]]:
+        self.catalog.meta.get_event(event_id)
+        out = []
+        for p in self.catalog.meta.list_persons(event_id):
+            key = f"events/{event_id}/persons/{p['id']}.jpg"
+            out.append({**p, "thumb_url": self.signer.url(key) if self.catalog.blobs.exists(key) else None})
+        return out
+
+    def delete_photo(self, event_id: str, photo_id: str) -> int:
+        meta, blobs = self.catalog.meta, self.catalog.blobs
+        face_ids = meta.delete_photo(event_id, photo_id)
+        index = self.catalog.indexes.load(event_id, self.engine.embedder.dim or 128)
+        if face_ids:
+            index.remove(np.array(face_ids, dtype=np.int64))
+            self.catalog.indexes.save(event_id, index)
+        for kind in ("originals", "preview", "thumb", "micro"):
+            blobs.delete(photo_key(event_id, photo_id, kind))
+        self.index_cache.invalidate(event_id)
+        return len(face_ids)
+
+    def grant(self, event_id: str, guest_id: str, photo_id: str) -> None:
+        self._check_guest_id(guest_id)
+        self.catalog.meta.grant(event_id, guest_id, photo_id)
+
+    # ---- guests --------------------------------------------------------------------------------
+    def event_for_token(self, token: str) -> EventRow:
+        return self.catalog.event_for_token(token)
+
+    @staticmethod
+    def _check_guest_id(guest_id: str) -> str:
+        if not GUEST_ID.match(guest_id):
+            raise InvalidRequestError("guest id must be 16-64 characters of A-Z a-z 0-9 _ -")
+        return guest_id
+
+    def guest_id(self, given: str | None) -> str:
+        return self._check_guest_id(given) if given else secrets.token_urlsafe(18)
+
+    def selfie_embedding(self, data: bytes) -> tuple[np.ndarray, Any, Any]:
+        """Exactly one face. Faces much smaller than the largest (strangers far behind the guest) do
+        not count, so a selfie in a crowded room still works."""
+        image = self.engine.decode(data, reduced=False)
+        faces = self.engine.analyze(image)
+        if len(faces) == 0:
+            raise NoFaceError("no face found: take the selfie facing the camera, in good light")
+        heights = faces.detections.boxes[:, 3] - faces.detections.boxes[:, 1]
+        main = heights >= 0.5 * heights.max()
+        if int(main.sum()) > 1:
+            raise TooManyFacesError(int(main.sum()))
+        i = int(np.argmax(heights))
+        return faces.embeddings[i], image, faces.detections.boxes[i]
+
+    def search(self, event: EventRow, data: bytes | None, *, guest_id: str, save_selfie: bool = False,
+               selfie_token: str | None = None, limit: int = 500) -> SearchOutcome:
+        started = time.perf_counter()
+        selfie_outfit = None
+        new_token = None
+        if data is not None:
+            embedding, image, box = self.selfie_embedding(data)
+            outfit = outfit_colours(image.pixels, box[None] * image.scale)[0]
+            selfie_outfit = np.array(outfit.lab, np.float32) if outfit else None
+            if save_selfie:
+                new_token = self._save_selfie(data, embedding)
+        elif selfie_token:
+            embedding = self._saved_embedding(selfie_token)
+        else:
+            raise InvalidRequestError("send a selfie image or a saved selfie token")
+        hits, outfit_name = self._match(event, embedding, guest_id, selfie_outfit, limit)
+        self.metrics["searches"] += 1
+        logger.debug("search in %s took %.1f ms", event.id, (time.perf_counter() - started) * 1000)
+        return SearchOutcome(guest_id=guest_id, hits=hits, selfie_token=new_token, outfit=outfit_name)
+
+    def _match(self, event: EventRow, embedding: np.ndarray, guest_id: str, selfie_outfit: np.ndarray | None,
+               limit: int) -> tuple[list[SearchHit], str | None]:
+        meta = self.catalog.meta
+        dim = self.engine.embedder.dim or 128
+        index = self.index_cache.get(event.id, dim)
+        hidden = meta.hidden_photos(event.id, guest_id)
+        k = min(max(len(index), 1), 4096)
+        scores, ids = index.search(embedding[None].astype(np.float32), k)
+        keep = (ids[0] >= 0) & (scores[0] >= self.tiers.low)
+        scores, ids = scores[0][keep], ids[0][keep]
+        faces = {f.id: f for f in meta.get_faces(event.id, ids.tolist())}
+        best: dict[str, tuple[float, int]] = {}
+        for score, fid in zip(scores.tolist(), ids.tolist()):
+            face = faces.get(fid)
+            if face is None or face.photo_id in hidden:
+                continue
+            if face.photo_id not in best or score > best[face.photo_id][0]:
+                best[face.photo_id] = (score, fid)
+        hits = []
+        sims = self.tiers.similarity(np.array([s for s, _ in best.values()], np.float32))
+        for (photo_id, (score, _)), sim in zip(best.items(), sims):
+            hits.append(self._hit(event.id, photo_id, self.tiers.tier(score) or "low", float(sim), "face"))
+        # outfit pass: the guest's colour from their own high-confidence photos, else the selfie torso
+        high_labs = [faces[fid].outfit_lab for s, fid in best.values()
+                     if s >= self.tiers.high and faces[fid].outfit_lab is not None]
+        guest_lab = np.median(np.array(high_labs, np.float32), axis=0) if high_labs else selfie_outfit
+        outfit_name = None
+        if guest_lab is not None:
+            from indexer.outfit import colour_name
+
+            outfit_name = colour_name(np.asarray(guest_lab, np.float32)[None])[0]
+            hits += self._outfit_hits(event.id, guest_lab, set(best) | hidden)
+        order = {"high": 0, "low": 1}
+        hits.sort(key=lambda h: (order[h.tier], h.badge != "face", -h.similarity))
+        return hits[:limit], outfit_name
+
+    def _outfit_hits(self, event_id: str, guest_lab: np.ndarray, exclude: set[str]) -> list[SearchHit]:
+        """People found without a visible face (bodies), in the guest's outfit colour, in photos the
+        face pass did not return. A person whose face is visible is never matched by colour alone:
+        if their face were plausibly the guest's, the face pass would have returned the photo."""
+        bodies = [b for b in self.catalog.meta.list_bodies(event_id) if b["photo_id"] not in exclude]
+        if not bodies:
+            return []
+        labs = np.array([[b["outfit_l"], b["outfit_a"], b["outfit_b"]] for b in bodies], np.float32)
+        dist = delta_e(labs, guest_lab[None])
+        best: dict[str, float] = {}
+        for body, d in zip(bodies, dist.tolist()):
+            if d <= OUTFIT_MAX_DELTA_E and d < best.get(body["photo_id"], 1e9):
+                best[body["photo_id"]] = d
+        # colour similarity on the same 0-100 scale: identical colour 100, the cut-off distance 50
+        return [self._hit(event_id, pid, "low", float(100.0 - 50.0 * d / OUTFIT_MAX_DELTA_E), "outfit")
+                for pid, d in best.items()]
+
+    def _hit(self, event_id: str, photo_id: str, tier: str, similarity: float, badge: str) -> SearchHit:
+        return SearchHit(photo_id, tier, round(similarity, 1), badge,
+                         self.signer.url(photo_key(event_id, photo_id, "preview")),
+                         self.signer.url(photo_key(event_id, photo_id, "thumb")))
+
+    def _save_selfie(self, data: bytes, embedding: np.ndarray) -> str:
+        token = secrets.token_urlsafe(24)
+        token_hash = hash_token(token)
+        key = f"selfies/{token_hash[:32]}"
+        self.catalog.blobs.put(key, data)
+        self.catalog.meta.save_selfie(token_hash, key, embedding.astype(np.float32).tobytes())
+        return token
+
+    def _saved_embedding(self, selfie_token: str) -> np.ndarray:
+        found = self.catalog.meta.get_selfie(hash_token(selfie_token))
+        if found is None:
+            raise NotFoundError("not found")
+        return np.frombuffer(found[1], dtype=np.float32)
+
+    def hide(self, event: EventRow, guest_id: str, photo_id: str) -> None:
+        self.catalog.meta.hide_photo(event.id, self._check_guest_id(guest_id), photo_id)
+
+    def delete_guest_data(self, event: EventRow, guest_id: str | None, selfie_token: str | None) -> dict[str, bool]:
+        out = {"preferences": False, "selfie": False}
+        if guest_id:
+            self.catalog.meta.delete_guest(event.id, self._check_guest_id(guest_id))
+            out["preferences"] = True
+        if selfie_token:
+            key = self.catalog.meta.delete_selfie(hash_token(selfie_token))
+            if key:
+                self.catalog.blobs.delete(key)
+                out["selfie"] = True
+        return out
+
+    # ---- files ---------------------------------------------------------------------------------
+    def read_signed(self, key: str, expires: str, signature: str) -> bytes:
+        self.signer.verify(key, expires, signature)
+        return self.catalog.blobs.get(key)
+
+    def original_url(self, event: EventRow, guest_id: str, photo_id: str) -> str:
+        if not self.catalog.meta.has_grant(event.id, self._check_guest_id(guest_id), photo_id):
+            raise NotFoundError("not found")
+        row = self.catalog.meta.get_photo(event.id, photo_id)
+        if not row.original_key:
+            raise NotFoundError("not found")
+        return self.signer.url(row.original_key)
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def token_fingerprint(token: str) -> str:
+    """For logs: never log a token, only a short hash of it."""
+    return hashlib.sha256(token.encode()).hexdigest()[:8]

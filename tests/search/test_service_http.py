@@ -1,0 +1,185 @@
+"""End to end over HTTP on loopback with the real models: a gallery assembled from LFW photos
+(solo shots and group composites), guest selfie search, tiers, privacy and deletion."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ADMIN_KEY, LiveServer, scan_for, wait_job  # type: ignore[import-not-found]
+from picsort_local.settings import Settings
+from support import need_shared
+
+GUESTS = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder"]
+STRANGERS = ["Jacques_Chirac", "Vladimir_Putin", "Junichiro_Koizumi", "John_Ashcroft", "Jean_Chretien",
+             "Hugo_Chavez", "Serena_Williams", "Ariel_Sharon"]
+
+
+def _jpeg(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+def _load(lfw: Path, person: str, i: int) -> np.ndarray:
+    return np.asarray(Image.open(lfw / person / f"{person}_{i:04d}.jpg").convert("RGB"))
+
+
+def _selfie(lfw: Path, person: str, i: int = 1) -> bytes:
+    """A selfie-like framing of a held-out LFW photo: the central crop, enlarged."""
+    crop = Image.fromarray(_load(lfw, person, i)[25:225, 45:205])
+    return _jpeg(np.asarray(crop.resize((480, 600), Image.BICUBIC)))
+
+
+def _group(*faces: np.ndarray) -> np.ndarray:
+    """Side-by-side group composite of central crops (one face each)."""
+    return np.concatenate([f[25:225, 45:205] for f in faces], axis=1)
+
+
+@pytest.fixture(scope="module")
+def gallery(live: tuple[LiveServer, Settings]) -> dict[str, object]:
+    lfw = need_shared("datasets", "lfw", "images")
+    files: list[tuple[str, bytes]] = []
+    expected: dict[str, set[str]] = {g: set() for g in GUESTS}
+    for g in GUESTS:
+        for i in (2, 3, 4, 5):
+            name = f"{g}_{i}.jpg"
+            files.append((name, _jpeg(_load(lfw, g, i))))
+            expected[g].add(name)
+    for n, s in enumerate(STRANGERS):
+        files.append((f"stranger_{s}.jpg", _jpeg(_load(lfw, s, 1))))
+    # group composites: two guests with a stranger, and a strangers-only group
+    files.append(("group_a.jpg", _jpeg(_group(_load(lfw, GUESTS[0], 6), _load(lfw, STRANGERS[0], 2), _load(lfw, GUESTS[1], 6)))))
+    expected[GUESTS[0]].add("group_a.jpg")
+    expected[GUESTS[1]].add("group_a.jpg")
+    files.append(("group_b.jpg", _jpeg(_group(_load(lfw, STRANGERS[1], 2), _load(lfw, STRANGERS[2], 2), _load(lfw, STRANGERS[3], 2)))))
+    files.append(("not_a_photo.jpg", b"GIF89a but not really"))
+
+    with httpx.Client(base_url=live[0].url, headers={"X-Admin-Key": ADMIN_KEY}, timeout=300) as host:
+        created = host.post("/api/host/events", json={"name": "LFW gala", "watermark": "LFW gala"}).json()
+        upload = host.post(f"/api/host/events/{created['id']}/photos",
+                           files=[("files", (n, d, "image/jpeg")) for n, d in files])
+        assert upload.status_code == 202, upload.text
+        body = upload.json()
+        assert [r["status"] for r in body["results"]].count("accepted") == len(files)
+        job = wait_job(host, body["job_id"])
+        assert job["status"] == "done" and job["failed"] == 1, job
+    return {"event": created, "expected": expected, "lfw": lfw, "names": [n for n, _ in files]}
+
+
+def _photo_names(live: tuple[LiveServer, Settings], event_id: str) -> dict[str, str]:
+    from storage.metadata import MetadataStore
+
+    meta = MetadataStore(live[1].data_dir / "picsort.sqlite3")
+    try:
+        return {p.id: p.filename for p in meta.list_photos(event_id)}
+    finally:
+        meta.close()
+
+
+@pytest.mark.parametrize("guest", GUESTS)
+def test_selfie_finds_all_their_photos_in_high_tier(live, anon: httpx.Client, gallery, guest: str) -> None:  # type: ignore[no-untyped-def]
+    token = gallery["event"]["guest_token"]
+    selfie = _selfie(gallery["lfw"], guest)  # held out: never uploaded
+    r = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-robots-tag"] == "noindex, nofollow"
+    names = _photo_names(live, gallery["event"]["id"])
+    results = r.json()["results"]
+    high = {names[h["photo_id"]] for h in results if h["tier"] == "high" and h["badge"] == "face"}
+    assert gallery["expected"][guest] <= high, (guest, high)
+    assert high <= gallery["expected"][guest], f"stranger in the high tier: {high - gallery['expected'][guest]}"
+    sims = [h["similarity"] for h in results if h["tier"] == "high"]
+    assert sims == sorted(sims, reverse=True) and all(80 <= s <= 100 for s in sims)
+    # one entry per photo
+    assert len({h["photo_id"] for h in results}) == len(results)
+    # signed preview URLs work, and a tampered one does not
+    url = results[0]["preview_url"]
+    assert anon.get(url).headers["content-type"] == "image/jpeg"
+    assert anon.get(url.replace("sig=", "sig=0")).status_code == 403
+
+
+def test_selfie_face_count(anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+    token = gallery["event"]["guest_token"]
+    lfw = gallery["lfw"]
+    two = _jpeg(_group(_load(lfw, GUESTS[0], 1), _load(lfw, GUESTS[1], 1)))
+    r = anon.post(f"/api/e/{token}/search", files={"selfie": ("two.jpg", two, "image/jpeg")})
+    assert r.status_code == 422 and r.json()["faces"] == 2 and "retake" in r.json()["message"]
+    blank = _jpeg(np.full((400, 300, 3), 120, np.uint8))
+    r = anon.post(f"/api/e/{token}/search", files={"selfie": ("none.jpg", blank, "image/jpeg")})
+    assert r.status_code == 422 and r.json()["error"] == "no_face"
+    r = anon.post(f"/api/e/{token}/search", files={"selfie": ("x.jpg", b"plain text", "image/jpeg")})
+    assert r.status_code == 415
+
+
+def test_unknown_token_and_missing_admin_key(anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+    r1 = anon.post("/api/e/not-a-real-token/search", files={"selfie": ("a.jpg", b"x", "image/jpeg")})
+    r2 = anon.get("/e/not-a-real-token")
+    assert r1.status_code == r2.status_code == 404
+    assert r1.json() == {"error": "not_found", "message": "not found"}
+    assert anon.get("/api/host/events").status_code == 401
+    assert anon.get("/api/host/events", headers={"X-Admin-Key": ADMIN_KEY + "x"}).status_code == 401
+    assert anon.get("/robots.txt").text == "User-agent: *\nDisallow: /\n"
+
+
+def test_privacy_no_selfie_kept_and_forget(live, anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+    token = gallery["event"]["guest_token"]
+    selfie = _selfie(gallery["lfw"], GUESTS[2])
+    r = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")})
+    assert r.status_code == 200 and "selfie_token" not in r.json()
+    assert scan_for(live[1].data_dir, selfie[-300:-236]) == []  # not written anywhere
+
+    # opt in: kept, reusable in this (or another) event without a new selfie, then deleted
+    r = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")},
+                  data={"save_selfie": "true"})
+    kept = r.json()
+    assert kept["selfie_token"] and scan_for(live[1].data_dir, selfie[-300:-236])
+    again = anon.post(f"/api/e/{token}/search-saved", json={"selfie_token": kept["selfie_token"]})
+    assert {h["photo_id"] for h in again.json()["results"]} == {h["photo_id"] for h in kept["results"]}
+    gone = anon.post(f"/api/e/{token}/forget", json={"guest_id": kept["guest_id"], "selfie_token": kept["selfie_token"]})
+    assert gone.json() == {"preferences": True, "selfie": True}
+    assert scan_for(live[1].data_dir, selfie[-300:-236]) == []
+    assert anon.post(f"/api/e/{token}/search-saved", json={"selfie_token": kept["selfie_token"]}).status_code == 404
+
+
+def test_thumbs_down_hides_for_this_guest_only(anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+    token = gallery["event"]["guest_token"]
+    selfie = _selfie(gallery["lfw"], GUESTS[3])
+    first = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).json()
+    victim = first["results"][0]["photo_id"]
+    ok = anon.post(f"/api/e/{token}/feedback", json={"guest_id": first["guest_id"], "photo_id": victim, "vote": "down"})
+    assert ok.status_code == 200
+    mine = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")},
+                     headers={"X-Guest-Id": first["guest_id"]}).json()
+    assert victim not in {h["photo_id"] for h in mine["results"]}
+    other = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).json()
+    assert victim in {h["photo_id"] for h in other["results"]}
+
+
+def test_ops_endpoints(anon: httpx.Client, host: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+    assert anon.get("/healthz").json() == {"status": "ok"}
+    assert anon.get("/readyz").status_code == 200
+    metrics = anon.get("/metrics").text
+    assert "picsort_requests_total" in metrics and "picsort_searches_total" in metrics
+    assert "/api/host/events" in anon.get("/openapi.json").text
+    people = host.get(f"/api/host/events/{gallery['event']['id']}/people").json()
+    assert sum(1 for p in people if p["photo_count"] >= 4) >= len(GUESTS)
+
+
+def test_delete_photo_then_event(live, host: httpx.Client, anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+    event_id = gallery["event"]["id"]
+    names = _photo_names(live, event_id)
+    victim = next(pid for pid, n in names.items() if n == f"{GUESTS[0]}_2.jpg")
+    assert host.delete(f"/api/host/events/{event_id}/photos/{victim}").json()["faces_removed"] >= 1
+    token = gallery["event"]["guest_token"]
+    selfie = _selfie(gallery["lfw"], GUESTS[0])
+    after = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).json()
+    assert victim not in {h["photo_id"] for h in after["results"]}
+    assert host.delete(f"/api/host/events/{event_id}").status_code == 204
+    assert anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).status_code == 404
+    assert not [p for p in (live[1].data_dir / "blobs").rglob("*") if event_id in str(p) and p.is_file()]
