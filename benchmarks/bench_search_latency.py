@@ -1,0 +1,105 @@
+"""Selfie search latency end to end over HTTP on loopback (uvicorn, real models), for events of
+10k and 125k faces. The events are filled with real face metadata rows and vectors drawn around
+real LFW embeddings (so the tier thresholds see realistic score distributions), plus the guest's
+own photos; every search sends a real selfie JPEG.
+
+    python benchmarks/bench_search_latency.py --lfw ../shared/datasets/lfw --sizes 10000 125000
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from PIL import Image
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "search"))
+from conftest import LiveServer  # type: ignore[import-not-found]  # noqa: E402
+
+from indexer.vector_index import EventIndex  # noqa: E402
+from models.engine import FaceEngine  # noqa: E402
+from picsort_local.settings import Settings  # noqa: E402
+from search.app import create_app  # noqa: E402
+from search.service import PicsortService  # noqa: E402
+
+KEY = "bench-admin-key-0123456789"
+
+
+def fill_event(service: PicsortService, event_id: str, n: int, rng: np.random.Generator, seeds: np.ndarray) -> None:
+    meta = service.catalog.meta
+    per_photo = 8
+    photos = n // per_photo
+    with meta.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO photos (id, event_id, sha256, filename, status, created_at) VALUES (?, ?, ?, ?, 'indexed', 'x')",
+            [(f"p{i:07d}", event_id, f"{i:064x}", f"{i}.jpg") for i in range(photos)])
+        conn.executemany(
+            "INSERT INTO faces (event_id, photo_id, x1, y1, x2, y2, landmarks_json, det_score, quality_json, state)"
+            " VALUES (?, ?, 0, 0, 10, 10, '[]', 0.9, '{}', 'indexed')",
+            [(event_id, f"p{i // per_photo:07d}") for i in range(photos * per_photo)])
+        ids = [r[0] for r in conn.execute("SELECT id FROM faces WHERE event_id = ? ORDER BY id", (event_id,))]
+    base = seeds[rng.integers(0, len(seeds), len(ids))]
+    vectors = base + 0.35 * rng.normal(size=base.shape).astype(np.float32) / np.sqrt(base.shape[1])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = EventIndex(vectors.shape[1])
+    index.add(np.array(ids, dtype=np.int64), vectors.astype(np.float32))
+    service.catalog.indexes.save(event_id, index)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lfw", type=Path, required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 125_000])
+    parser.add_argument("--searches", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/search_latency.json"))
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    people = sorted(p for p in (args.lfw / "images").iterdir() if p.is_dir())[:400]
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), admin_key=SecretStr(KEY))
+        service = PicsortService(settings)
+        engine: FaceEngine = service.engine
+        seeds = np.concatenate([engine.analyze(engine.decode(sorted(p.glob("*.jpg"))[0].read_bytes())).embeddings[:1]
+                                for p in people[:200]])
+        selfies = []
+        for p in people[200:260]:
+            crop = Image.open(sorted(p.glob("*.jpg"))[0]).convert("RGB").crop((45, 25, 205, 225)).resize((480, 600))
+            buf = io.BytesIO()
+            crop.save(buf, "JPEG", quality=90)
+            selfies.append(buf.getvalue())
+        with LiveServer(create_app(settings, service=service)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+            for n in args.sizes:
+                created = service.create_event(f"latency {n}", None)
+                fill_event(service, created.event.id, n, rng, seeds)
+                url = f"/api/e/{created.guest_token}/search"
+                for s in selfies[:3]:  # warm-up (index load into the cache)
+                    client.post(url, files={"selfie": ("s.jpg", s, "image/jpeg")})
+                lat, codes = [], []
+                for i in range(args.searches):
+                    t0 = time.perf_counter()
+                    r = client.post(url, files={"selfie": ("s.jpg", selfies[i % len(selfies)], "image/jpeg")})
+                    lat.append(time.perf_counter() - t0)
+                    codes.append(r.status_code)
+                ok = [latency for latency, c in zip(lat, codes) if c == 200]
+                entry = {"faces": n, "searches": len(lat), "ok": len(ok),
+                         "p50_ms": float(np.percentile(ok, 50) * 1000), "p95_ms": float(np.percentile(ok, 95) * 1000),
+                         "mean_ms": float(np.mean(ok) * 1000)}
+                results.append(entry)
+                print(json.dumps(entry), flush=True)
+        service.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"runs": results, "note": "HTTP on loopback, one client, real selfie JPEGs 480x600"}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
