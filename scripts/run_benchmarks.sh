@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Full benchmark suite (minutes to an hour on 2 cores). Results: benchmarks/results/*.json + *.png.
+# Run on an otherwise idle machine: every speed figure is a ratio or latency measured in this run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_venv.sh
+SHARED="${PICSORT_SHARED_DIR:-../shared}"
+R=benchmarks/results
+mkdir -p "$R"
+picsort models fetch
+picsort eval lfw --data "$SHARED/datasets/lfw" --flip --json "$R/lfw_pypi-small.json"
+picsort eval lfw --data "$SHARED/datasets/lfw" --flip --pack "dir:$SHARED/models" --json "$R/lfw_shared-mobilefacenet.json"
+python benchmarks/bench_engine.py --data "$SHARED/datasets/wider_val" --sweep 80 --out "$R/engine.json" --plot "$R/engine.png"
+python benchmarks/bench_grouping.py --lfw "$SHARED/datasets/lfw" --identities 400 --out "$R/grouping.json"
+python benchmarks/bench_ingest.py --wider "$SHARED/datasets/wider_val" --lfw "$SHARED/datasets/lfw" --synthetic 600 --out "$R/ingest.json"
+python benchmarks/bench_search.py --sizes 10000 100000 500000 --out "$R/search.json" --plot "$R/search.png"
+python benchmarks/bench_search_latency.py --lfw "$SHARED/datasets/lfw" --sizes 10000 125000 --out "$R/search_latency.json"
