@@ -15,24 +15,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-
 from conftest import LiveServer  # type: ignore[import-not-found]
+from support_images import gradient, jpeg_bytes
+
 from picsort_local.errors import NotFoundError
 from picsort_local.settings import Settings
 from search.service import SearchHit, SearchOutcome, TooManyFacesError
 from search.signing import SignatureError
 from storage.metadata import EventRow
-from support_images import gradient, jpeg_bytes
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, ViewportSize
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                  # a synthetic camera, granted without a prompt, for the getUserMedia path
                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 TIMEOUT_MS = 20_000  # generous: two shared cores
 
 TOKEN = "kiosk-token-0123456789abcdef"
@@ -178,6 +178,8 @@ def test_kiosk_search_hide_error_forget(page: Page, kiosk: tuple[str, FakeServic
     from playwright.sync_api import expect
 
     fake = kiosk[1]
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     response = page.goto(f"/e/{TOKEN}")
     assert response is not None and response.status == 200
     assert response.headers["x-robots-tag"] == "noindex, nofollow"
@@ -186,10 +188,13 @@ def test_kiosk_search_hide_error_forget(page: Page, kiosk: tuple[str, FakeServic
     assert page.locator("h1 b").count() == 0
     assert not page.locator("#save-selfie").is_checked()
     expect(page.locator("#search-button")).to_be_disabled()
+    expect(page.locator("#selected")).to_be_hidden()
 
     # pick a file and search
     selfie = jpeg_bytes(gradient(120, 160))
-    page.set_input_files("#file-input", files=[{"name": "me.jpg", "mimeType": "image/jpeg", "buffer": selfie}])
+    picked: FilePayload = {"name": "me.jpg", "mimeType": "image/jpeg", "buffer": selfie}
+    page.set_input_files("#file-input", files=[picked])
+    expect(page.locator("#selected")).to_contain_text("me.jpg")
     page.click("#search-button")
     cards = page.locator("#results .result-card")
     expect(cards).to_have_count(4)
@@ -250,6 +255,10 @@ def test_kiosk_search_hide_error_forget(page: Page, kiosk: tuple[str, FakeServic
     assert fake.forgets == [(GUEST, SELFIE_TOKEN)]
     assert storage(page, "guest") is None and storage(page, "selfie") is None
     assert not page.locator("#save-selfie").is_checked()
+
+    # self-contained page: every request went to the app itself (or a local blob: preview)
+    outside = [u for u in requested if not u.startswith((kiosk[0] + "/", "blob:", "data:"))]
+    assert outside == [], outside
 
 
 def test_camera_capture_searches(page: Page, kiosk: tuple[str, FakeService]) -> None:
