@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--lfw", type=Path)
     parser.add_argument("--synthetic", type=int, default=600, help="photos in the synthetic event (0 = skip)")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--no-bodies", action="store_true", help="skip the HOG pass for faceless people")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ingest.json"))
     args = parser.parse_args()
 
@@ -151,7 +152,7 @@ def main() -> None:
     if args.limit:
         paths = paths[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
-        base = Settings(data_dir=Path(tmp) / "data")
+        base = Settings(data_dir=Path(tmp) / "data", ingest_bodies=not args.no_bodies)
         workers, threads = plan_parallelism(base)
         engine = FaceEngine.from_settings(base.model_copy(update={"threads": threads}))
         single = FaceEngine.from_settings(base.model_copy(update={"threads": os.cpu_count() or 1}))
@@ -159,7 +160,7 @@ def main() -> None:
         naive_s = naive_ingest(single, paths, Path(tmp) / "naive")
         wider = run_ingest(base, engine, paths, workers)
         result: dict[str, Any] = {
-            "machine_cpus": os.cpu_count(), "workers": workers, "threads_per_worker": threads,
+            "machine_cpus": os.cpu_count(), "bodies_pass": not args.no_bodies, "workers": workers, "threads_per_worker": threads,
             "pack": engine.pack_name,
             "wider": wider,
             "models_limit": limit,

@@ -23,7 +23,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "search"))
-from conftest import LiveServer  # type: ignore[import-not-found]  # noqa: E402
+from conftest import LiveServer  # noqa: E402
 
 from indexer.vector_index import EventIndex  # noqa: E402
 from models.engine import FaceEngine  # noqa: E402
@@ -41,14 +41,21 @@ def fill_event(service: PicsortService, event_id: str, n: int, rng: np.random.Ge
     with meta.transaction() as conn:
         conn.executemany(
             "INSERT INTO photos (id, event_id, sha256, filename, status, created_at) VALUES (?, ?, ?, ?, 'indexed', 'x')",
-            [(f"p{i:07d}", event_id, f"{i:064x}", f"{i}.jpg") for i in range(photos)])
+            [(f"{event_id}-{i:07d}", event_id, f"{i:064x}", f"{i}.jpg") for i in range(photos)])
         conn.executemany(
             "INSERT INTO faces (event_id, photo_id, x1, y1, x2, y2, landmarks_json, det_score, quality_json, state)"
             " VALUES (?, ?, 0, 0, 10, 10, '[]', 0.9, '{}', 'indexed')",
-            [(event_id, f"p{i // per_photo:07d}") for i in range(photos * per_photo)])
+            [(event_id, f"{event_id}-{i // per_photo:07d}") for i in range(photos * per_photo)])
         ids = [r[0] for r in conn.execute("SELECT id FROM faces WHERE event_id = ? ORDER BY id", (event_id,))]
-    base = seeds[rng.integers(0, len(seeds), len(ids))]
-    vectors = base + 0.35 * rng.normal(size=base.shape).astype(np.float32) / np.sqrt(base.shape[1])
+    # Identities on the manifold of real embeddings: blends of two real LFW embeddings plus noise,
+    # ~6 faces each (a guest appears in a handful of photos, not in thousands).
+    d = seeds.shape[1]
+    n_ids = max(1, len(ids) // 6)
+    a, b = rng.integers(0, len(seeds), n_ids), rng.integers(0, len(seeds), n_ids)
+    w = rng.uniform(0.2, 0.8, (n_ids, 1)).astype(np.float32)
+    centres = w * seeds[a] + (1 - w) * seeds[b] + 0.5 * rng.normal(size=(n_ids, d)).astype(np.float32) / np.sqrt(d)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = centres[rng.integers(0, n_ids, len(ids))] + 0.6 * rng.normal(size=(len(ids), d)).astype(np.float32) / np.sqrt(d)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = EventIndex(vectors.shape[1])
     index.add(np.array(ids, dtype=np.int64), vectors.astype(np.float32))

@@ -106,6 +106,9 @@ class Ingestor:
         redo = sorted(set(redo_photos) | set(stuck))
         if redo:
             meta.reset_photos(event_id, redo)
+        unstored = [p.id for p in meta.list_photos(event_id, "pending") if not p.original_key]
+        for photo_id in unstored:  # the row was written, the original never was: forget the row
+            meta.delete_photo(event_id, photo_id)
         orphans = np.array(sorted(in_index - set(meta.indexed_face_ids(event_id))), dtype=np.int64)
         if orphans.size:
             index.remove(orphans)
@@ -124,41 +127,71 @@ class Ingestor:
                progress: Callable[[int], None] | None = None, regroup: bool = True) -> IngestReport:
         """Add photos given as (filename, read-bytes) pairs. Bad photos are recorded, the rest go on."""
         started = time.perf_counter()
-        event = self.catalog.meta.get_event(event_id)
-        watermark = str(event.settings.get("watermark") or "")
+        self.catalog.meta.get_event(event_id)
         report = IngestReport()
         self.recover(event_id)
-        meta, blobs = self.catalog.meta, self.catalog.blobs
+        self.register(event_id, items, report, progress)
+        self.process_pending(event_id, report, progress=progress, regroup=regroup, recovered=True)
+        report.seconds = time.perf_counter() - started
+        return report
 
-        # 1. register and store originals (cheap, sequential: hashing is I/O bound)
-        todo: list[tuple[str, Callable[[], bytes]]] = []
+    def register(self, event_id: str, items: list[tuple[str, Callable[[], bytes]]], report: IngestReport,
+                 progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+        """Step 1, cheap and sequential: store each original and its 'pending' row. Once this returns,
+        the photos survive a crash (the next run picks up pending photos). One result per item."""
+        meta, blobs = self.catalog.meta, self.catalog.blobs
+        results: list[dict[str, Any]] = []
         for filename, read in items:
             try:
                 data = read()
             except OSError as exc:
                 report.failed += 1
                 report.errors.append((filename, f"cannot read: {exc}"))
+                results.append({"filename": filename, "status": "rejected", "error": f"cannot read: {exc}"})
                 if progress:
                     progress(1)
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            row, created = meta.add_photo(secrets.token_hex(8), event_id, digest, Path(filename).name[:255])
-            if not created and row.status in ("indexed", "failed"):
+            existing = meta.find_photo_by_sha(event_id, digest)
+            if existing is not None and existing.status in ("indexed", "failed"):
                 report.duplicates += 1
+                results.append({"filename": filename, "status": "duplicate", "photo_id": existing.id})
                 if progress:
                     progress(1)
                 continue
-            report.added += int(created)
-            if row.original_key is None:
-                key = photo_key(event_id, row.id, "originals")
-                blobs.put(key, data, mimetypes.guess_type(filename)[0])
-                meta.set_photo_stored(row.id, key, 0, 0)
-            todo.append((row.id, _reader(blobs, photo_key(event_id, row.id, "originals"))))
-        # photos left pending by an earlier, interrupted run are picked up as well
-        queued = {pid for pid, _ in todo}
-        for row in meta.list_photos(event_id, "pending"):
-            if row.id not in queued and row.original_key:
-                todo.append((row.id, _reader(blobs, row.original_key)))
+            if existing is not None:  # pending from an interrupted run: it is picked up below
+                results.append({"filename": filename, "status": "accepted", "photo_id": existing.id})
+                continue
+            # The original is written first and the row (with its key) second, so there is never a
+            # row without its original; a crash in between leaves only a file under the event's
+            # prefix, which the event's deletion removes.
+            photo_id = secrets.token_hex(8)
+            key = photo_key(event_id, photo_id, "originals")
+            blobs.put(key, data, mimetypes.guess_type(filename)[0])
+            row, created = meta.add_photo(photo_id, event_id, digest, Path(filename).name[:255], original_key=key)
+            if not created:  # the same bytes arrived concurrently: keep the first copy
+                blobs.delete(key)
+                report.duplicates += 1
+                results.append({"filename": filename, "status": "duplicate", "photo_id": row.id})
+                continue
+            report.added += 1
+            results.append({"filename": filename, "status": "accepted", "photo_id": row.id})
+        return results
+
+    def process_pending(self, event_id: str, report: IngestReport | None = None, *,
+                        progress: Callable[[int], None] | None = None, regroup: bool = True,
+                        recovered: bool = False) -> IngestReport:
+        """Step 2: analyse every pending photo of the event (new ones and any left by a crash)."""
+        started = time.perf_counter()
+        report = report or IngestReport()
+        if not recovered:
+            self.recover(event_id)
+        event = self.catalog.meta.get_event(event_id)
+        watermark = str(event.settings.get("watermark") or "")
+        meta, blobs = self.catalog.meta, self.catalog.blobs
+        todo: list[tuple[str, Callable[[], bytes]]] = [
+            (row.id, _reader(blobs, row.original_key)) for row in meta.list_photos(event_id, "pending") if row.original_key
+        ]
 
         # 2. analyse in a pipeline, checkpoint every N photos
         index = self.catalog.indexes.load(event_id, self.dim)

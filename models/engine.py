@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -124,12 +124,18 @@ class FaceEngine:
     def detect(self, image: DecodedImage) -> Detections:
         return self.detector.detect(image.pixels, image.scale)
 
-    def analyze(self, image: DecodedImage, *, flip: bool = False) -> PhotoFaces:
-        return self.analyze_many([image], flip=flip)[0]
+    def analyze(self, image: DecodedImage, *, flip: bool = False, detector: ScrfdDetector | None = None) -> PhotoFaces:
+        return self.analyze_many([image], flip=flip, detector=detector)[0]
 
-    def analyze_many(self, images: list[DecodedImage], *, flip: bool = False) -> list[PhotoFaces]:
+    def with_min_face(self, min_face_px: float) -> ScrfdDetector:
+        """A detector sharing this session but looking only for faces at least this tall (selfies:
+        the guest's face is large, so the fine pyramid levels can be skipped)."""
+        return ScrfdDetector(self.detector.session, replace(self.detector.config, min_face_px=min_face_px))
+
+    def analyze_many(self, images: list[DecodedImage], *, flip: bool = False,
+                     detector: ScrfdDetector | None = None) -> list[PhotoFaces]:
         """Detect in every photo, align every face, embed all faces of all photos in batches."""
-        detections = self.detector.detect_many([im.pixels for im in images], [im.scale for im in images])
+        detections = (detector or self.detector).detect_many([im.pixels for im in images], [im.scale for im in images])
         crops = []
         for image, det in zip(images, detections):
             # Landmarks are in original pixels; the decoded array may be smaller.

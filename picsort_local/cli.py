@@ -291,6 +291,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- benchmarks -----------------------------------------------------------------------------------
+def cmd_bench_provider(args: argparse.Namespace) -> int:
+    # The benchmarks live in the source checkout, not in the installed package.
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "bench_provider.py").is_file():
+        raise PicsortError("`picsort bench` needs a source checkout (benchmarks/bench_provider.py)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.bench_provider import main as bench_provider_main
+
+    return bench_provider_main(args.bench_args, prog="picsort bench provider")
+
+
 # ---- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picsort", description="Picsort Local: self-hosted event face search")
@@ -374,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     with_engine(serve)
     with_data(serve)
     serve.set_defaults(func=cmd_serve)
+
+    bench = sub.add_parser("bench", help="benchmarks (source checkout)").add_subparsers(dest="bench_command", required=True)
+    # Every option goes through to the benchmark's own parser ('+' prefix: '--x' is not parsed here).
+    bench_provider = bench.add_parser("provider", prefix_chars="+", add_help=False,
+                                      help="SearchFacesByImage precision/recall/latency: --provider local|rekognition")
+    bench_provider.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench_provider.set_defaults(func=cmd_bench_provider)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

@@ -71,3 +71,12 @@ class Settings(BaseSettings):
     # Tier thresholds (cosine) for packs without an LFW calibration in search/tiers.py.
     search_low_threshold: float = 0.30
     search_high_threshold: float = 0.40
+
+    # --- Rekognition-compatible API (POST / with X-Amz-Target, search/rekognition_api.py) -------
+    # The one SigV4 key pair clients sign with. No key id = every request is refused (there is no
+    # anonymous access). These credentials can read and change every collection: give them only to
+    # the venue's own back-end.
+    rekognition_access_key_id: str = ""
+    rekognition_secret_access_key: SecretStr = Field(default=SecretStr(""), repr=False)
+    # Region clients must sign for (and that collection ARNs name); empty = accept any region.
+    rekognition_region: str = ""

@@ -30,6 +30,7 @@ from picsort_local.errors import (
     PicsortError,
 )
 from picsort_local.settings import Settings
+from search.rekognition_api import rekognition_router
 from search.service import NoFaceError, PicsortService, SearchOutcome, TooManyFacesError
 from search.signing import SignatureError
 from storage.metadata import EventRow
@@ -143,6 +144,7 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "service", None) is None:
             app.state.service = await run_in_threadpool(PicsortService, settings)
+        await run_in_threadpool(app.state.service.resume_pending)
         app.state.ready = True
         yield
         app.state.ready = False
@@ -303,6 +305,8 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         media = "image/jpeg" if key.endswith(".jpg") else "application/octet-stream"
         return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=600"})
 
+    # Rekognition-compatible API (POST / with X-Amz-Target, SigV4): unmodified AWS SDK clients.
+    app.include_router(rekognition_router(settings))
     return app
 
 

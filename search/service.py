@@ -11,13 +11,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from indexer.events import Catalog, CreatedEvent, hash_token
-from indexer.ingest import Ingestor, photo_key
+from indexer.ingest import Ingestor, IngestReport, photo_key
 from indexer.outfit import delta_e, outfit_colours
 from indexer.vector_index import IndexCache
 from models.engine import FaceEngine
@@ -112,10 +112,18 @@ class PicsortService:
         self.catalog.delete_event(event_id)
         self.index_cache.invalidate(event_id)
 
+    def _ingestor(self) -> Ingestor:
+        return Ingestor(self.catalog, self.engine, workers=self.ingest_workers,
+                        checkpoint_photos=self.settings.ingest_checkpoint_photos)
+
     def submit_photos(self, event_id: str, files: list[tuple[str, bytes]]) -> tuple[JobState, list[dict[str, Any]]]:
-        """Store nothing yet: check each file's size and type, then queue the accepted ones."""
+        """Check each file, store the accepted originals (durably, before answering), then analyse
+        them in the background. A photo acknowledged as accepted survives a crash: the next start
+        resumes every pending photo."""
         self.catalog.meta.get_event(event_id)
-        results, accepted = [], []
+        results: list[dict[str, Any]] = []
+        accepted: list[tuple[str, Callable[[], bytes]]] = []
+        slots: list[int] = []
         for name, data in files:
             if len(data) == 0:
                 results.append({"filename": name, "status": "rejected", "error": "empty file"})
@@ -123,31 +131,51 @@ class PicsortService:
                 results.append({"filename": name, "status": "rejected",
                                 "error": f"file is larger than {self.settings.max_upload_bytes} bytes"})
             else:
-                results.append({"filename": name, "status": "accepted"})
-                accepted.append((name, data))
-        job = JobState(id=secrets.token_hex(8), event_id=event_id, total=len(accepted))
-        with self._jobs_lock:
-            self.jobs[job.id] = job
-        if accepted:
-            self.ingest_pool.submit(self._run_job, job, accepted)
-        else:
-            job.status = "done"
+                slots.append(len(results))
+                results.append({})
+                accepted.append((name, _constant(data)))
+        report = IngestReport()
+        registered = self._ingestor().register(event_id, accepted, report)
+        for slot, outcome in zip(slots, registered):
+            results[slot] = outcome
+        new = sum(1 for r in registered if r["status"] == "accepted")
+        job = self._start_job(event_id, new)
         return job, results
 
-    def _run_job(self, job: JobState, files: list[tuple[str, bytes]]) -> None:
+    def _start_job(self, event_id: str, total: int) -> JobState:
+        job = JobState(id=secrets.token_hex(8), event_id=event_id, total=total)
+        with self._jobs_lock:
+            self.jobs[job.id] = job
+        # Also in the database, so a job's outcome can still be read after a restart.
+        self.catalog.meta.create_job(job.id, event_id, job.total)
+        if total:
+            self.ingest_pool.submit(self._run_job, job)
+        else:
+            job.status = "done"
+            self.catalog.meta.update_job(job.id, done=0, failed=0, status="done")
+        return job
+
+    def resume_pending(self) -> list[JobState]:
+        """At start-up: analyse photos acknowledged before a crash or restart."""
+        jobs = []
+        for event in self.catalog.meta.list_events():
+            pending = self.catalog.meta.list_photos(event.id, "pending") + self.catalog.meta.list_photos(event.id, "processing")
+            if pending:
+                logger.info("resuming %d pending photo(s) of event %s", len(pending), event.id)
+                jobs.append(self._start_job(event.id, len(pending)))
+        return jobs
+
+    def _run_job(self, job: JobState) -> None:
         job.status = "running"
         try:
-            ingestor = Ingestor(self.catalog, self.engine, workers=self.ingest_workers,
-                                checkpoint_photos=self.settings.ingest_checkpoint_photos)
-
             def progress(n: int) -> None:
                 job.done += n
 
-            items: list[tuple[str, Callable[[], bytes]]] = [(name, _constant(data)) for name, data in files]
-            report = ingestor.ingest(job.event_id, items, progress=progress)
+            report = self._ingestor().process_pending(job.event_id, progress=progress)
             job.failed = report.failed
             job.errors = report.errors
             job.status = "done"
+            self.catalog.meta.update_job(job.id, done=job.done, failed=job.failed, status="done")
             self.metrics["photos_ingested"] += report.indexed
             self.metrics["photos_failed"] += report.failed
             self.index_cache.invalidate(job.event_id)
@@ -155,11 +183,14 @@ class PicsortService:
             logger.exception("ingest job %s failed", job.id)
             job.status = "error"
             job.errors.append(("*", str(exc)))
+            self.catalog.meta.update_job(job.id, done=job.done, failed=job.failed, status="error")
 
     def job_status(self, job_id: str) -> JobState:
         job = self.jobs.get(job_id)
         if job is None:
-            raise NotFoundError("no such job")
+            row = self.catalog.meta.get_job(job_id)  # a job from before a restart (NotFoundError if none)
+            status = row["status"] if row["status"] != "running" else "interrupted"
+            return JobState(row["id"], row["event_id"], row["total"], row["done"], row["failed"], status)
         return job
 
     def people(self, event_id: str) -> list[dict[str, Any]]:
@@ -203,7 +234,9 @@ class PicsortService:
         """Exactly one face. Faces much smaller than the largest (strangers far behind the guest) do
         not count, so a selfie in a crowded room still works."""
         image = self.engine.decode(data, reduced=False)
-        faces = self.engine.analyze(image)
+        # A selfie's face fills a good part of the frame: skip the pyramid levels for small faces.
+        min_face = max(self.settings.min_face_px, 0.08 * min(image.original.width, image.original.height))
+        faces = self.engine.analyze(image, detector=self.engine.with_min_face(min_face))
         if len(faces) == 0:
             raise NoFaceError("no face found: take the selfie facing the camera, in good light")
         heights = faces.detections.boxes[:, 3] - faces.detections.boxes[:, 1]
@@ -214,7 +247,7 @@ class PicsortService:
         return faces.embeddings[i], image, faces.detections.boxes[i]
 
     def search(self, event: EventRow, data: bytes | None, *, guest_id: str, save_selfie: bool = False,
-               selfie_token: str | None = None, limit: int = 500) -> SearchOutcome:
+               selfie_token: str | None = None, limit: int = 300) -> SearchOutcome:
         started = time.perf_counter()
         selfie_outfit = None
         new_token = None
@@ -239,25 +272,31 @@ class PicsortService:
         dim = self.engine.embedder.dim or 128
         index = self.index_cache.get(event.id, dim)
         hidden = meta.hidden_photos(event.id, guest_id)
-        k = min(max(len(index), 1), 4096)
-        scores, ids = index.search(embedding[None].astype(np.float32), k)
+        # Top-k with a large k is slow on a big flat index (heap of k per query), and a guest is in
+        # few photos: ask for 256 and widen only while every returned face is still above the bar.
+        query = embedding[None].astype(np.float32)
+        k = min(max(len(index), 1), 256)
+        while True:
+            scores, ids = index.search(query, k)
+            if k >= min(len(index), 1024) or scores[0][-1] < self.tiers.low:
+                break
+            k = min(k * 4, 1024, len(index))
         keep = (ids[0] >= 0) & (scores[0] >= self.tiers.low)
         scores, ids = scores[0][keep], ids[0][keep]
-        faces = {f.id: f for f in meta.get_faces(event.id, ids.tolist())}
+        faces = meta.face_photos(event.id, ids.tolist())
         best: dict[str, tuple[float, int]] = {}
         for score, fid in zip(scores.tolist(), ids.tolist()):
-            face = faces.get(fid)
-            if face is None or face.photo_id in hidden:
+            found = faces.get(fid)
+            if found is None or found[0] in hidden:
                 continue
-            if face.photo_id not in best or score > best[face.photo_id][0]:
-                best[face.photo_id] = (score, fid)
+            if found[0] not in best or score > best[found[0]][0]:
+                best[found[0]] = (score, fid)
         hits = []
         sims = self.tiers.similarity(np.array([s for s, _ in best.values()], np.float32))
         for (photo_id, (score, _)), sim in zip(best.items(), sims):
             hits.append(self._hit(event.id, photo_id, self.tiers.tier(score) or "low", float(sim), "face"))
         # outfit pass: the guest's colour from their own high-confidence photos, else the selfie torso
-        high_labs = [faces[fid].outfit_lab for s, fid in best.values()
-                     if s >= self.tiers.high and faces[fid].outfit_lab is not None]
+        high_labs = [faces[fid][1] for s, fid in best.values() if s >= self.tiers.high and faces[fid][1] is not None]
         guest_lab = np.median(np.array(high_labs, np.float32), axis=0) if high_labs else selfie_outfit
         outfit_name = None
         if guest_lab is not None:
@@ -267,7 +306,8 @@ class PicsortService:
             hits += self._outfit_hits(event.id, guest_lab, set(best) | hidden)
         order = {"high": 0, "low": 1}
         hits.sort(key=lambda h: (order[h.tier], h.badge != "face", -h.similarity))
-        return hits[:limit], outfit_name
+        # URLs are signed only for what is returned (an HMAC per URL adds up on big events).
+        return [self._sign(event.id, h) for h in hits[:limit]], outfit_name
 
     def _outfit_hits(self, event_id: str, guest_lab: np.ndarray, exclude: set[str]) -> list[SearchHit]:
         """People found without a visible face (bodies), in the guest's outfit colour, in photos the
@@ -287,9 +327,11 @@ class PicsortService:
                 for pid, d in best.items()]
 
     def _hit(self, event_id: str, photo_id: str, tier: str, similarity: float, badge: str) -> SearchHit:
-        return SearchHit(photo_id, tier, round(similarity, 1), badge,
-                         self.signer.url(photo_key(event_id, photo_id, "preview")),
-                         self.signer.url(photo_key(event_id, photo_id, "thumb")))
+        return SearchHit(photo_id, tier, round(similarity, 1), badge, "", "")
+
+    def _sign(self, event_id: str, hit: SearchHit) -> SearchHit:
+        return replace(hit, preview_url=self.signer.url(photo_key(event_id, hit.photo_id, "preview")),
+                       thumb_url=self.signer.url(photo_key(event_id, hit.photo_id, "thumb")))
 
     def _save_selfie(self, data: bytes, embedding: np.ndarray) -> str:
         token = secrets.token_urlsafe(24)

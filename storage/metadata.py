@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from picsort_local.errors import NotFoundError
+from picsort_local.errors import AlreadyExistsError, NotFoundError
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -106,6 +106,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX bodies_event ON bodies(event_id);
     """,
+    # 3: Rekognition-compatible collections (one event each) and the UUIDs their faces are known by
+    """
+    CREATE TABLE rek_collections (
+        collection_id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE REFERENCES events(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE rek_faces (
+        face_uuid TEXT PRIMARY KEY,
+        face_id INTEGER NOT NULL UNIQUE REFERENCES faces(id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        image_uuid TEXT NOT NULL,
+        external_image_id TEXT
+    );
+    CREATE INDEX rek_faces_event ON rek_faces(event_id, face_id);
+    """,
 ]
 
 
@@ -148,6 +164,28 @@ class FaceRow:
     outfit_name: str | None
     person_id: int | None
     state: str  # pending | indexed
+
+
+@dataclass(frozen=True)
+class RekCollectionRow:
+    collection_id: str
+    event_id: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class RekFaceRow:
+    """A face known to the Rekognition-compatible API, with what its answers need."""
+
+    face_uuid: str
+    face_id: int
+    image_uuid: str
+    external_image_id: str | None
+    photo_id: str
+    box: tuple[float, float, float, float]  # original pixels: x1, y1, x2, y2
+    det_score: float
+    width: int  # of the photo, original pixels
+    height: int
 
 
 class MetadataStore:
@@ -259,15 +297,17 @@ class MetadataStore:
         rows = self._query("SELECT * FROM photos WHERE event_id = ? AND sha256 = ?", (event_id, sha256))
         return self._photo(rows[0]) if rows else None
 
-    def add_photo(self, photo_id: str, event_id: str, sha256: str, filename: str) -> tuple[PhotoRow, bool]:
+    def add_photo(self, photo_id: str, event_id: str, sha256: str, filename: str,
+                  original_key: str | None = None) -> tuple[PhotoRow, bool]:
         """Insert a pending photo; an existing photo with the same sha256 is returned instead."""
         with self.transaction() as conn:
             existing = conn.execute("SELECT * FROM photos WHERE event_id = ? AND sha256 = ?", (event_id, sha256)).fetchone()
             if existing is not None:
                 return self._photo(existing), False
             conn.execute(
-                "INSERT INTO photos (id, event_id, sha256, filename, status, created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
-                (photo_id, event_id, sha256, filename, now()),
+                "INSERT INTO photos (id, event_id, sha256, filename, original_key, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+                (photo_id, event_id, sha256, filename, original_key, now()),
             )
         return self.get_photo(event_id, photo_id), True
 
@@ -362,6 +402,16 @@ class MetadataStore:
     def indexed_face_ids(self, event_id: str) -> list[int]:
         return [r[0] for r in self._query("SELECT id FROM faces WHERE event_id = ? AND state = 'indexed'", (event_id,))]
 
+    def face_photos(self, event_id: str, face_ids: Sequence[int]) -> dict[int, tuple[str, tuple[float, float, float] | None]]:
+        """Just photo id and outfit colour per face: what a search needs, without decoding JSON."""
+        if not face_ids:
+            return {}
+        marks = ",".join("?" * len(face_ids))
+        rows = self._query(
+            f"SELECT id, photo_id, outfit_l, outfit_a, outfit_b FROM faces WHERE event_id = ? AND id IN ({marks})",
+            (event_id, *face_ids))
+        return {int(r[0]): (str(r[1]), None if r[2] is None else (float(r[2]), float(r[3]), float(r[4]))) for r in rows}
+
     def get_faces(self, event_id: str, face_ids: Sequence[int]) -> list[FaceRow]:
         if not face_ids:
             return []
@@ -454,6 +504,98 @@ class MetadataStore:
             row = conn.execute("SELECT blob_key FROM saved_selfies WHERE token_hash = ?", (token_hash,)).fetchone()
             conn.execute("DELETE FROM saved_selfies WHERE token_hash = ?", (token_hash,))
         return str(row[0]) if row else None
+
+    # ---- Rekognition-compatible collections ----------------------------------------------------
+    def add_rek_collection(self, collection_id: str, event_id: str) -> RekCollectionRow:
+        try:
+            with self.transaction() as conn:
+                conn.execute("INSERT INTO rek_collections (collection_id, event_id, created_at) VALUES (?, ?, ?)",
+                             (collection_id, event_id, now()))
+        except sqlite3.IntegrityError:
+            raise AlreadyExistsError(f"The collection id: {collection_id} already exists") from None
+        found = self.get_rek_collection(collection_id)
+        if found is None:  # just inserted in this connection: only a concurrent delete gets here
+            raise NotFoundError(f"collection {collection_id!r} vanished while being created")
+        return found
+
+    def get_rek_collection(self, collection_id: str) -> RekCollectionRow | None:
+        rows = self._query("SELECT * FROM rek_collections WHERE collection_id = ?", (collection_id,))
+        return RekCollectionRow(rows[0]["collection_id"], rows[0]["event_id"], rows[0]["created_at"]) if rows else None
+
+    def list_rek_collections(self, after: str | None, limit: int) -> list[RekCollectionRow]:
+        rows = self._query("SELECT * FROM rek_collections WHERE collection_id > ? ORDER BY collection_id LIMIT ?",
+                           (after or "", limit))
+        return [RekCollectionRow(r["collection_id"], r["event_id"], r["created_at"]) for r in rows]
+
+    def add_rek_image(self, event_id: str, photo_id: str, sha256: str, filename: str, width: int, height: int) -> str:
+        """A photo row for an image sent to IndexFaces (no original is kept, as with Rekognition).
+        The same bytes indexed again share the row; returns the photo id in use."""
+        with self.transaction() as conn:
+            existing = conn.execute("SELECT id FROM photos WHERE event_id = ? AND sha256 = ?", (event_id, sha256)).fetchone()
+            if existing is not None:
+                conn.execute("UPDATE photos SET width = COALESCE(width, ?), height = COALESCE(height, ?) WHERE id = ?",
+                             (width, height, existing[0]))
+                return str(existing[0])
+            conn.execute(
+                "INSERT INTO photos (id, event_id, sha256, filename, width, height, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'indexed', ?)",
+                (photo_id, event_id, sha256, filename, width, height, now()))
+        return photo_id
+
+    def add_rek_faces(self, event_id: str, rows: Sequence[tuple[str, int, str, str | None]]) -> None:
+        """(face uuid, face id, image uuid, external image id) for faces already inserted."""
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO rek_faces (face_uuid, face_id, event_id, image_uuid, external_image_id) VALUES (?, ?, ?, ?, ?)",
+                [(u, f, event_id, i, x) for u, f, i, x in rows])
+
+    _REK_FACE_SQL = (
+        "SELECT r.face_uuid, r.face_id, r.image_uuid, r.external_image_id, f.photo_id, f.x1, f.y1, f.x2, f.y2,"
+        " f.det_score, COALESCE(p.width, 0) AS width, COALESCE(p.height, 0) AS height"
+        " FROM rek_faces r JOIN faces f ON f.id = r.face_id JOIN photos p ON p.id = f.photo_id"
+        " WHERE r.event_id = ? AND f.state = 'indexed'"
+    )
+
+    @staticmethod
+    def _rek_face(row: sqlite3.Row) -> RekFaceRow:
+        return RekFaceRow(row["face_uuid"], row["face_id"], row["image_uuid"], row["external_image_id"], row["photo_id"],
+                          (row["x1"], row["y1"], row["x2"], row["y2"]), row["det_score"], row["width"], row["height"])
+
+    def list_rek_faces(self, event_id: str, after_face_id: int, limit: int) -> list[RekFaceRow]:
+        """In indexing order, from the face after `after_face_id` (pagination by face id)."""
+        rows = self._query(self._REK_FACE_SQL + " AND r.face_id > ? ORDER BY r.face_id LIMIT ?",
+                           (event_id, after_face_id, limit))
+        return [self._rek_face(r) for r in rows]
+
+    def rek_faces_by_uuid(self, event_id: str, face_uuids: Sequence[str]) -> list[RekFaceRow]:
+        if not face_uuids:
+            return []
+        marks = ",".join("?" * len(face_uuids))
+        rows = self._query(self._REK_FACE_SQL + f" AND r.face_uuid IN ({marks})", (event_id, *face_uuids))
+        return [self._rek_face(r) for r in rows]
+
+    def rek_faces_by_face_id(self, event_id: str, face_ids: Sequence[int]) -> list[RekFaceRow]:
+        if not face_ids:
+            return []
+        marks = ",".join("?" * len(face_ids))
+        rows = self._query(self._REK_FACE_SQL + f" AND r.face_id IN ({marks})", (event_id, *face_ids))
+        return [self._rek_face(r) for r in rows]
+
+    def count_rek_faces(self, event_id: str) -> int:
+        return int(self._query("SELECT COUNT(*) FROM (" + self._REK_FACE_SQL + ")", (event_id,))[0][0])
+
+    def delete_rek_faces(self, event_id: str, face_uuids: Sequence[str]) -> list[RekFaceRow]:
+        """Delete these faces (their rek_faces rows go by cascade) and the image-less photos left
+        without any face; returns the deleted faces (their ids must leave the vector index)."""
+        with self.transaction() as conn:
+            found = self.rek_faces_by_uuid(event_id, face_uuids)
+            conn.executemany("DELETE FROM faces WHERE id = ? AND event_id = ?", [(f.face_id, event_id) for f in found])
+            for photo_id in sorted({f.photo_id for f in found}):
+                # Photos uploaded through the host API keep their row (and original) when faces go.
+                conn.execute(
+                    "DELETE FROM photos WHERE id = ? AND event_id = ? AND original_key IS NULL"
+                    " AND NOT EXISTS (SELECT 1 FROM faces WHERE photo_id = ?)", (photo_id, event_id, photo_id))
+        return found
 
     # ---- ingest jobs -------------------------------------------------------------------------
     def create_job(self, job_id: str, event_id: str, total: int) -> None:
