@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 
 from indexer.vector_index import IndexStore
@@ -45,6 +46,14 @@ class Catalog:
         self.blobs = blobs or make_blob_store(settings)
         self.meta = meta or MetadataStore(settings.data_dir / "picsort.sqlite3")
         self.indexes = IndexStore(self.blobs)
+        self._locks_guard = threading.Lock()
+        self._event_locks: dict[str, threading.RLock] = {}
+
+    def event_lock(self, event_id: str) -> threading.RLock:
+        """Serialises index writers of one event in this process (ingest jobs, Rekognition
+        IndexFaces/DeleteFaces): each one's crash recovery must not undo another's work in flight."""
+        with self._locks_guard:
+            return self._event_locks.setdefault(event_id, threading.RLock())
 
     def create_event(self, name: str, *, watermark: str | None = None) -> CreatedEvent:
         name = name.strip()

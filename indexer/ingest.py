@@ -129,7 +129,8 @@ class Ingestor:
         started = time.perf_counter()
         self.catalog.meta.get_event(event_id)
         report = IngestReport()
-        self.recover(event_id)
+        with self.catalog.event_lock(event_id):
+            self.recover(event_id)
         self.register(event_id, items, report, progress)
         self.process_pending(event_id, report, progress=progress, regroup=regroup, recovered=True)
         report.seconds = time.perf_counter() - started
@@ -182,6 +183,11 @@ class Ingestor:
                         progress: Callable[[int], None] | None = None, regroup: bool = True,
                         recovered: bool = False) -> IngestReport:
         """Step 2: analyse every pending photo of the event (new ones and any left by a crash)."""
+        with self.catalog.event_lock(event_id):
+            return self._process_pending(event_id, report, progress=progress, regroup=regroup, recovered=recovered)
+
+    def _process_pending(self, event_id: str, report: IngestReport | None, *,
+                         progress: Callable[[int], None] | None, regroup: bool, recovered: bool) -> IngestReport:
         started = time.perf_counter()
         report = report or IngestReport()
         if not recovered:

@@ -223,8 +223,6 @@ class LocalProvider:
         self.region = region or "us-east-1"
         self.face_model_version = engine.pack_name or "picsort"
         self._collections_lock = threading.Lock()
-        self._locks_guard = threading.Lock()
-        self._event_locks: dict[str, threading.Lock] = {}
         # Private, writable copies of recently written indexes (the cache's copies are shared and
         # read-only); reused while the snapshot pointer still names the version they came from.
         self._writable: OrderedDict[str, LoadedIndex] = OrderedDict()
@@ -249,9 +247,9 @@ class LocalProvider:
         return int(self.engine.embedder.dim or 128)
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _event_lock(self, event_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._event_locks.setdefault(event_id, threading.Lock())
+    def _event_lock(self, event_id: str) -> threading.RLock:
+        # Shared with the host API's ingest jobs through the catalog: one index writer per event.
+        return self.catalog.event_lock(event_id)
 
     def _event_id(self, collection_id: str) -> str:
         row = self.catalog.meta.get_rek_collection(check_collection_id(collection_id))

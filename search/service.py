@@ -203,11 +203,12 @@ class PicsortService:
 
     def delete_photo(self, event_id: str, photo_id: str) -> int:
         meta, blobs = self.catalog.meta, self.catalog.blobs
-        face_ids = meta.delete_photo(event_id, photo_id)
-        index = self.catalog.indexes.load(event_id, self.engine.embedder.dim or 128)
-        if face_ids:
-            index.remove(np.array(face_ids, dtype=np.int64))
-            self.catalog.indexes.save(event_id, index)
+        with self.catalog.event_lock(event_id):
+            face_ids = meta.delete_photo(event_id, photo_id)
+            index = self.catalog.indexes.load(event_id, self.engine.embedder.dim or 128)
+            if face_ids:
+                index.remove(np.array(face_ids, dtype=np.int64))
+                self.catalog.indexes.save(event_id, index)
         for kind in ("originals", "preview", "thumb", "micro"):
             blobs.delete(photo_key(event_id, photo_id, kind))
         self.index_cache.invalidate(event_id)

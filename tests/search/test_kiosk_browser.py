@@ -90,6 +90,9 @@ class FakeService:
         self.hits: list[SearchHit] = list(HITS)
         self.error: Exception | None = None
 
+    def resume_pending(self) -> list[object]:  # called at start-up by the app's lifespan
+        return []
+
     def event_for_token(self, token: str) -> EventRow:
         if token != TOKEN:
             raise NotFoundError("no event for that link")
