@@ -403,12 +403,15 @@ class MetadataStore:
         return [r[0] for r in self._query("SELECT id FROM faces WHERE event_id = ? AND state = 'indexed'", (event_id,))]
 
     def face_photos(self, event_id: str, face_ids: Sequence[int]) -> dict[int, tuple[str, tuple[float, float, float] | None]]:
-        """Just photo id and outfit colour per face: what a search needs, without decoding JSON."""
+        """Just photo id and outfit colour per face: what a search needs, without decoding JSON.
+
+        `+event_id` keeps SQLite from scanning the event's index (all its faces) instead of looking
+        the ids up by primary key; the event check still applies."""
         if not face_ids:
             return {}
         marks = ",".join("?" * len(face_ids))
         rows = self._query(
-            f"SELECT id, photo_id, outfit_l, outfit_a, outfit_b FROM faces WHERE event_id = ? AND id IN ({marks})",
+            f"SELECT id, photo_id, outfit_l, outfit_a, outfit_b FROM faces WHERE +event_id = ? AND id IN ({marks})",
             (event_id, *face_ids))
         return {int(r[0]): (str(r[1]), None if r[2] is None else (float(r[2]), float(r[3]), float(r[4]))) for r in rows}
 
@@ -417,7 +420,7 @@ class MetadataStore:
             return []
         marks = ",".join("?" * len(face_ids))
         return [self._face(r) for r in self._query(
-            f"SELECT * FROM faces WHERE event_id = ? AND id IN ({marks})", (event_id, *face_ids))]
+            f"SELECT * FROM faces WHERE +event_id = ? AND id IN ({marks})", (event_id, *face_ids))]
 
     # ---- persons -----------------------------------------------------------------------------
     def replace_persons(self, event_id: str, clusters: list[tuple[list[int], int]]) -> list[int]:
