@@ -183,3 +183,25 @@ def test_delete_photo_then_event(live, host: httpx.Client, anon: httpx.Client, g
     assert host.delete(f"/api/host/events/{event_id}").status_code == 204
     assert anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).status_code == 404
     assert not [p for p in (live[1].data_dir / "blobs").rglob("*") if event_id in str(p) and p.is_file()]
+
+
+def test_search_keeps_working_during_ingest_and_sees_new_snapshots(live, host: httpx.Client, anon: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    lfw = need_shared("datasets", "lfw", "images")
+    event = host.post("/api/host/events", json={"name": "Busy night"}).json()
+    token = event["guest_token"]
+    guest = "Jennifer_Capriati"
+    first = host.post(f"/api/host/events/{event['id']}/photos",
+                      files=[("files", ("a.jpg", _jpeg(_load(lfw, guest, 2)), "image/jpeg"))]).json()
+    wait_job(host, first["job_id"])
+    selfie = _selfie(lfw, guest)
+    people = sorted(p.name for p in lfw.iterdir() if p.is_dir())[:24]
+    batch = [("files", (f"{p}.jpg", _jpeg(_load(lfw, p, 1)), "image/jpeg")) for p in people]
+    batch.append(("files", ("b.jpg", _jpeg(_load(lfw, guest, 3)), "image/jpeg")))
+    job = host.post(f"/api/host/events/{event['id']}/photos", files=batch).json()
+    codes = []
+    while host.get(f"/api/host/jobs/{job['job_id']}").json()["status"] not in ("done", "error"):
+        codes.append(anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).status_code)
+    assert codes and set(codes) == {200}, codes  # searches answered while the ingest ran
+    after = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).json()
+    names = _photo_names(live, event["id"])
+    assert {"a.jpg", "b.jpg"} <= {names[h["photo_id"]] for h in after["results"] if h["tier"] == "high"}
