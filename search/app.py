@@ -15,6 +15,7 @@ from importlib.resources import files
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -161,6 +162,15 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
     @app.exception_handler(PicsortError)
     async def on_domain_error(request: Request, exc: PicsortError) -> JSONResponse:
         return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the offending input, which fails to encode (a 500) when it is
+        # NaN or Infinity from the JSON body; only where and why are returned here.
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"error": "invalid_request", "message": "the request is not valid", "detail": detail},
+                            status_code=422)
 
     @app.middleware("http")
     async def guard_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

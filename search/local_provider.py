@@ -181,7 +181,7 @@ def sharpness_percent(laplacian_variance: float) -> float:
 def _check_format(data: bytes) -> None:
     # Rekognition accepts only JPEG and PNG, although the decoder here reads more formats.
     if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")):
-        raise InvalidImageError("unsupported", "Request has invalid image format: only JPEG and PNG are accepted")
+        raise InvalidImageError("unsupported", "only JPEG and PNG are accepted")  # aws_error adds the AWS prefix
 
 
 @dataclass(frozen=True)

@@ -511,7 +511,7 @@ def _parse(body: bytes) -> dict[str, Any]:
         return {}
     try:
         parsed = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise AwsError("SerializationException", "the request body is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise AwsError("SerializationException", "the request body must be a JSON object")
