@@ -7,7 +7,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -395,13 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_provider.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench_provider.set_defaults(func=cmd_bench_provider)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
     return parser
-
-
-# Other packages' commands (indexer, search, benchmarks) register here, imported lazily.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -380,7 +379,3 @@ class PicsortService:
 def _constant(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
-
-def token_fingerprint(token: str) -> str:
-    """For logs: never log a token, only a short hash of it."""
-    return hashlib.sha256(token.encode()).hexdigest()[:8]
