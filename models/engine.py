@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from models.alignment import similarity_transforms, warp_faces
-from models.detector import DetectorConfig, Detections, ScrfdDetector
+from models.detector import Detections, DetectorConfig, ScrfdDetector
 from models.embedder import FaceEmbedder
 from models.graph_fixes import make_batch_dynamic, make_detector_dynamic
 from models.packs import ModelPack, load_pack
@@ -80,6 +80,7 @@ class FaceEngine:
         self.embedder = embedder
         self.settings = settings
         self.pack_name = pack_name
+        self._min_face_detectors: dict[int, ScrfdDetector] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, pack: str | None = None) -> FaceEngine:
@@ -129,8 +130,14 @@ class FaceEngine:
 
     def with_min_face(self, min_face_px: float) -> ScrfdDetector:
         """A detector sharing this session but looking only for faces at least this tall (selfies:
-        the guest's face is large, so the fine pyramid levels can be skipped)."""
-        return ScrfdDetector(self.detector.session, replace(self.detector.config, min_face_px=min_face_px))
+        the guest's face is large, so the fine pyramid levels can be skipped). Kept per whole pixel
+        size, so repeated searches reuse the detector and its anchor grids."""
+        key = int(min_face_px)
+        detector = self._min_face_detectors.get(key)
+        if detector is None:
+            detector = ScrfdDetector(self.detector.session, replace(self.detector.config, min_face_px=key))
+            self._min_face_detectors[key] = detector
+        return detector
 
     def analyze_many(self, images: list[DecodedImage], *, flip: bool = False,
                      detector: ScrfdDetector | None = None) -> list[PhotoFaces]:

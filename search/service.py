@@ -313,7 +313,9 @@ class PicsortService:
         """People found without a visible face (bodies), in the guest's outfit colour, in photos the
         face pass did not return. A person whose face is visible is never matched by colour alone:
         if their face were plausibly the guest's, the face pass would have returned the photo."""
-        bodies = [b for b in self.catalog.meta.list_bodies(event_id) if b["photo_id"] not in exclude]
+        lab = (float(guest_lab[0]), float(guest_lab[1]), float(guest_lab[2]))
+        bodies = [b for b in self.catalog.meta.list_bodies(event_id, lab, OUTFIT_MAX_DELTA_E)
+                  if b["photo_id"] not in exclude]
         if not bodies:
             return []
         labs = np.array([[b["outfit_l"], b["outfit_a"], b["outfit_b"]] for b in bodies], np.float32)

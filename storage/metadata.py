@@ -465,8 +465,17 @@ class MetadataStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(event_id, photo_id, *box, *lab, name) for box, lab, name in bodies])
 
-    def list_bodies(self, event_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._query("SELECT * FROM bodies WHERE event_id = ?", (event_id,))]
+    def list_bodies(self, event_id: str, near_lab: tuple[float, float, float] | None = None,
+                    within: float = 0.0) -> list[dict[str, Any]]:
+        """Bodies of an event; with `near_lab`, only those whose colour lies in the Lab box of half-width
+        `within` around it (a superset of the ΔE76 <= within ball), so a search reads few rows."""
+        if near_lab is None:
+            return [dict(r) for r in self._query("SELECT * FROM bodies WHERE event_id = ?", (event_id,))]
+        l, a, b = near_lab
+        return [dict(r) for r in self._query(
+            "SELECT * FROM bodies WHERE event_id = ? AND outfit_l BETWEEN ? AND ? AND outfit_a BETWEEN ? AND ?"
+            " AND outfit_b BETWEEN ? AND ?",
+            (event_id, l - within, l + within, a - within, a + within, b - within, b + within))]
 
     # ---- guests --------------------------------------------------------------------------------
     def hide_photo(self, event_id: str, guest_id: str, photo_id: str) -> None:
