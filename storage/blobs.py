@@ -251,6 +251,16 @@ class LocalBlobStore:
             while parent != self._root:
                 folders.add(parent)
                 parent = parent.parent
+        # A process killed inside a put leaves its temp file (part of a photo or of an index snapshot)
+        # next to the keys; deleting the folder's keys must take that debris too, or an event's deletion
+        # leaves face data behind. A put still in flight under this prefix then fails, as it should.
+        for folder in _folders_under(self._root, prefix):
+            for tmp in folder.glob(_TMP_PREFIX + "*"):
+                if tmp.is_file() and not tmp.is_symlink():
+                    tmp.unlink(missing_ok=True)
+            while folder != self._root:
+                folders.add(folder)
+                folder = folder.parent
         # Deepest first, so a folder's emptied subfolders are gone before it is tried.
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             try:
@@ -264,6 +274,25 @@ class LocalBlobStore:
         validate_key(key)
         _validate_expiry(expires_s)
         return None
+
+
+def _folders_under(root: Path, prefix: str) -> list[Path]:
+    """Real folders under `root` whose every key would start with `prefix` (symlinks not followed)."""
+    head = prefix.rpartition("/")[0]
+    base = root.joinpath(*head.split("/")) if head else root
+    real_base = base.resolve()
+    if not (real_base == root or real_base.is_relative_to(root)) or not base.is_dir():
+        return []
+    found: list[Path] = []
+    for dirpath, dirnames, _ in os.walk(base):
+        rel = Path(dirpath).relative_to(root).parts
+        folder_prefix = "/".join(rel) + "/" if rel else ""
+        dirnames[:] = [name for name in dirnames if _is_valid_segment(name)
+                       and not os.path.islink(os.path.join(dirpath, name))
+                       and _could_match(folder_prefix + name + "/", prefix)]
+        if folder_prefix.startswith(prefix):
+            found.append(Path(dirpath))
+    return found
 
 
 def _could_match(folder_prefix: str, prefix: str) -> bool:

@@ -201,6 +201,21 @@ def test_local_delete_prefix_removes_empty_folders(tmp_path: Path) -> None:
     assert store.signed_url("ev/2/c", 60) is None
 
 
+def test_local_delete_prefix_takes_temp_files_of_killed_writes(tmp_path: Path) -> None:
+    # What a process killed inside a put leaves behind (see tests/search/test_crash_restart.py).
+    store = LocalBlobStore(tmp_path)
+    store.put("ev/1/index/CURRENT", b"1")
+    (tmp_path / "ev" / "1" / "index" / ".~picsort-tmp-torn").write_bytes(b"half a snapshot")
+    (tmp_path / "ev" / "1" / "originals").mkdir()
+    (tmp_path / "ev" / "1" / "originals" / ".~picsort-tmp-cut").write_bytes(b"half a photo")
+    store.put("ev/10/k", b"x")
+    (tmp_path / "ev" / "10" / ".~picsort-tmp-other").write_bytes(b"another event's")
+    assert store.list("ev/1/") == ["ev/1/index/CURRENT"]
+    assert store.delete_prefix("ev/1/") == 1
+    assert not (tmp_path / "ev" / "1").exists()
+    assert _all_files(tmp_path) == ["ev/10/.~picsort-tmp-other", "ev/10/k"]
+
+
 def test_make_blob_store_local(tmp_path: Path) -> None:
     store = make_blob_store(Settings(data_dir=tmp_path))
     assert isinstance(store, LocalBlobStore)
