@@ -305,7 +305,8 @@ def check_int(name: str, value: object, low: int, high: int | None = None) -> in
 
 
 def check_percent(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 100.0:
+    # Compared before float(): a JSON integer such as 10**400 is beyond float range (OverflowError).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
         raise InvalidRequestError(f"{name} must be a number from 0 to 100")
     return float(value)
 

@@ -17,8 +17,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from picsort_local.errors import (
     AlreadyExistsError,
@@ -31,6 +32,7 @@ from picsort_local.errors import (
     PicsortError,
 )
 from picsort_local.settings import Settings
+from search.access_log import install as redact_access_log
 from search.rekognition_api import rekognition_router
 from search.service import NoFaceError, PicsortService, SearchOutcome, TooManyFacesError
 from search.signing import SignatureError
@@ -129,6 +131,146 @@ class ForgetIn(BaseModel):
     selfie_token: str | None = Field(default=None, min_length=16, max_length=128)
 
 
+class ErrorOut(BaseModel):
+    """Every error answer. Some add fields: `reason` (a refused image), `faces` (a selfie refused for
+    its face count), `detail` (which fields failed validation)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str
+
+
+class NoRouteOut(BaseModel):
+    """Starlette's own 404 when the path matches no route at all (e.g. an id holding an encoded '/')."""
+
+    detail: str
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+
+
+# ---- success bodies (documentation and the fuzz test's schema checks; optional keys are left out when
+# absent, as before: routes with optional fields use response_model_exclude_unset) ---------------------
+class EventCreatedOut(BaseModel):
+    id: str
+    name: str
+    created_at: str
+    guest_token: str  # shown once
+    guest_url: str
+
+
+class EventSummaryOut(BaseModel):
+    model_config = ConfigDict(extra="allow")  # photos_<status>: photo counts per status
+    id: str
+    name: str
+    created_at: str
+    faces: int
+    persons: int
+
+
+class UploadResultOut(BaseModel):
+    filename: str
+    status: str  # accepted | duplicate | rejected
+    photo_id: str | None = None
+    error: str | None = None
+
+
+class UploadOut(BaseModel):
+    job_id: str
+    results: list[UploadResultOut]
+
+
+class JobErrorOut(BaseModel):
+    filename: str
+    reason: str
+
+
+class JobOut(BaseModel):
+    id: str
+    event_id: str
+    status: str  # queued | running | done | error | interrupted
+    total: int
+    done: int
+    failed: int
+    errors: list[JobErrorOut]
+
+
+class PersonOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    face_count: int
+    photo_count: int
+    thumb_url: str | None
+
+
+class FacesRemovedOut(BaseModel):
+    faces_removed: int
+
+
+class StatusOut(BaseModel):
+    status: str
+
+
+class HitOut(BaseModel):
+    photo_id: str
+    tier: str  # high | low
+    similarity: float
+    badge: str  # face | outfit
+    preview_url: str
+    thumb_url: str
+
+
+class SearchOut(BaseModel):
+    guest_id: str
+    outfit: str | None
+    results: list[HitOut]
+    selfie_token: str | None = Field(default=None, description="only when the selfie was saved")
+
+
+class ForgetOut(BaseModel):
+    preferences: bool
+    selfie: bool
+
+
+class UrlOut(BaseModel):
+    url: str
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid request (e.g. a malformed guest id, a body that cannot be parsed)",
+    401: "Missing or wrong X-Admin-Key",
+    403: "Invalid or expired signed link",
+    404: "Not found (never says what is missing)",
+    409: "Already exists",
+    413: "Request, file or image too large",
+    415: "Not an image, or an unsupported format",
+    422: "Invalid request fields, or an image that cannot be used (reason / faces say why)",
+    503: "Not ready, or the face models are unavailable",
+}
+
+
+def _errors(*statuses: int, html_route: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route really returns: ErrorOut bodies, and for 404
+    also Starlette's NoRouteOut. FastAPI would document an HTML route's errors as text/html, so there
+    the JSON content is spelled out (the components are registered by the other routes)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        models: tuple[type[BaseModel], ...] = (ErrorOut, NoRouteOut) if status == 404 else (ErrorOut,)
+        if html_route:
+            refs = [{"$ref": f"#/components/schemas/{m.__name__}"} for m in models]
+            schema = {"anyOf": refs} if len(refs) > 1 else refs[0]
+            out[status] = {"description": _ERROR_DESCRIPTIONS[status],
+                           "content": {"application/json": {"schema": schema}}}
+        else:
+            out[status] = {"description": _ERROR_DESCRIPTIONS[status],
+                           "model": ErrorOut | NoRouteOut if status == 404 else ErrorOut}
+    return out
+
+
+_HOST_ERRORS = (401, 404, 422)  # no admin key, no such event/job/photo, invalid fields
+
+
 def _outcome(outcome: SearchOutcome) -> dict[str, Any]:
     body: dict[str, Any] = {
         "guest_id": outcome.guest_id,
@@ -143,6 +285,7 @@ def _outcome(outcome: SearchOutcome) -> dict[str, Any]:
 def create_app(settings: Settings, service: PicsortService | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact_access_log()
         if getattr(app.state, "service", None) is None:
             app.state.service = await run_in_threadpool(PicsortService, settings)
         await run_in_threadpool(app.state.service.resume_pending)
@@ -162,6 +305,17 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
     @app.exception_handler(PicsortError)
     async def on_domain_error(request: Request, exc: PicsortError) -> JSONResponse:
         return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # The framework's own refusals (a JSON or multipart body that cannot be parsed: 400; a wrong
+        # method: 405) in the shape of every other error. Its 404 for a path that matches no route
+        # keeps Starlette's body (documented as NoRouteOut).
+        if exc.status_code == 404:
+            return JSONResponse({"detail": exc.detail}, status_code=404, headers=exc.headers)
+        code = {400: "invalid_request", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -191,11 +345,12 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         return response
 
     # ---- operations ----------------------------------------------------------------------------
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], response_model=StatusOut)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses={200: {"model": ReadyOut},
+                                                 503: {"model": ReadyOut, "description": "Still starting"}})
     def readyz(request: Request) -> JSONResponse:
         ready = bool(request.app.state.ready)
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
@@ -221,23 +376,27 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         return "\n".join(lines) + "\n"
 
     # ---- host API ------------------------------------------------------------------------------
-    @app.post("/api/host/events", status_code=201, tags=["host"])
+    @app.post("/api/host/events", status_code=201, tags=["host"], response_model=EventCreatedOut,
+              responses=_errors(400, 401, 413, 422))
     def create_event(body: EventIn, _: AdminDep, service: ServiceDep) -> dict[str, Any]:
         created = service.create_event(body.name, body.watermark)
         base = settings.public_url.rstrip("/")
         return {"id": created.event.id, "name": created.event.name, "created_at": created.event.created_at,
                 "guest_token": created.guest_token, "guest_url": f"{base}/e/{created.guest_token}"}
 
-    @app.get("/api/host/events", tags=["host"])
+    @app.get("/api/host/events", tags=["host"], response_model=list[EventSummaryOut],
+             responses=_errors(401, 422))
     def list_events(_: AdminDep, service: ServiceDep) -> list[dict[str, Any]]:
         return service.list_events()
 
-    @app.delete("/api/host/events/{event_id}", status_code=204, tags=["host"])
+    @app.delete("/api/host/events/{event_id}", status_code=204, tags=["host"],
+                responses=_errors(*_HOST_ERRORS))
     def delete_event(event_id: str, _: AdminDep, service: ServiceDep) -> Response:
         service.delete_event(event_id)
         return Response(status_code=204)
 
-    @app.post("/api/host/events/{event_id}/photos", status_code=202, tags=["host"])
+    @app.post("/api/host/events/{event_id}/photos", status_code=202, tags=["host"], response_model=UploadOut,
+              response_model_exclude_unset=True, responses=_errors(400, 401, 404, 413, 422))
     async def upload_photos(event_id: str, _: AdminDep, service: ServiceDep,
                             files: Annotated[list[UploadFile], File(description="photos")]) -> dict[str, Any]:
         payload = []
@@ -247,34 +406,40 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         job, results = await run_in_threadpool(service.submit_photos, event_id, payload)
         return {"job_id": job.id, "results": results}
 
-    @app.get("/api/host/jobs/{job_id}", tags=["host"])
+    @app.get("/api/host/jobs/{job_id}", tags=["host"], response_model=JobOut,
+             responses=_errors(*_HOST_ERRORS))
     def job_status(job_id: str, _: AdminDep, service: ServiceDep) -> dict[str, Any]:
         job = service.job_status(job_id)
         return {"id": job.id, "event_id": job.event_id, "status": job.status, "total": job.total,
                 "done": job.done, "failed": job.failed,
                 "errors": [{"filename": f, "reason": r} for f, r in job.errors]}
 
-    @app.get("/api/host/events/{event_id}/people", tags=["host"])
+    @app.get("/api/host/events/{event_id}/people", tags=["host"], response_model=list[PersonOut],
+             responses=_errors(*_HOST_ERRORS))
     def people(event_id: str, _: AdminDep, service: ServiceDep) -> list[dict[str, Any]]:
         return service.people(event_id)
 
-    @app.delete("/api/host/events/{event_id}/photos/{photo_id}", tags=["host"])
+    @app.delete("/api/host/events/{event_id}/photos/{photo_id}", tags=["host"],
+                response_model=FacesRemovedOut, responses=_errors(*_HOST_ERRORS))
     def delete_photo(event_id: str, photo_id: str, _: AdminDep, service: ServiceDep) -> dict[str, int]:
         return {"faces_removed": service.delete_photo(event_id, photo_id)}
 
-    @app.post("/api/host/events/{event_id}/grants", status_code=201, tags=["host"])
+    @app.post("/api/host/events/{event_id}/grants", status_code=201, tags=["host"], response_model=StatusOut,
+              responses=_errors(400, 401, 404, 413, 422))
     def grant(event_id: str, body: GrantIn, _: AdminDep, service: ServiceDep) -> dict[str, str]:
         service.catalog.meta.get_event(event_id)
         service.grant(event_id, body.guest_id, body.photo_id)
         return {"status": "granted"}
 
     # ---- guest API -----------------------------------------------------------------------------
-    @app.get("/e/{token}", response_class=HTMLResponse, tags=["guest"])
+    @app.get("/e/{token}", response_class=HTMLResponse, tags=["guest"],
+             responses=_errors(404, 422, html_route=True))
     def kiosk(event: GuestEventDep) -> str:
         page = files("search").joinpath("static/kiosk.html").read_text(encoding="utf-8")
         return page.replace("{{EVENT_NAME}}", _html_escape(event.name))
 
-    @app.post("/api/e/{token}/search", tags=["guest"])
+    @app.post("/api/e/{token}/search", tags=["guest"], response_model=SearchOut,
+              responses=_errors(400, 404, 413, 415, 422, 503))
     async def search(event: GuestEventDep, service: ServiceDep,
                      selfie: Annotated[UploadFile, File(description="a selfie with exactly one face")],
                      save_selfie: Annotated[bool, Form()] = False,
@@ -287,31 +452,40 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         # A plain JSONResponse: hundreds of results through FastAPI's generic encoder cost ~10 ms.
         return JSONResponse(_outcome(outcome))
 
-    @app.post("/api/e/{token}/search-saved", tags=["guest"])
+    @app.post("/api/e/{token}/search-saved", tags=["guest"], response_model=SearchOut,
+              responses=_errors(400, 404, 413, 422, 503))
     async def search_saved(event: GuestEventDep, body: SavedSearchIn, service: ServiceDep) -> JSONResponse:
         guest_id = service.guest_id(body.guest_id)
         outcome = await run_in_threadpool(service.search, event, None, guest_id=guest_id,
                                           selfie_token=body.selfie_token)
         return JSONResponse(_outcome(outcome))
 
-    @app.post("/api/e/{token}/feedback", tags=["guest"])
+    @app.post("/api/e/{token}/feedback", tags=["guest"], response_model=StatusOut,
+              responses=_errors(400, 404, 413, 422))
     def feedback(event: GuestEventDep, body: FeedbackIn, service: ServiceDep) -> dict[str, str]:
         service.hide(event, body.guest_id, body.photo_id)
         return {"status": "hidden"}
 
-    @app.post("/api/e/{token}/forget", tags=["guest"])
+    @app.post("/api/e/{token}/forget", tags=["guest"], response_model=ForgetOut,
+              responses=_errors(400, 404, 413, 422))
     def forget(event: GuestEventDep, body: ForgetIn, service: ServiceDep) -> dict[str, bool]:
         return service.delete_guest_data(event, body.guest_id, body.selfie_token)
 
-    @app.get("/api/e/{token}/photos/{photo_id}/original", tags=["guest"])
+    @app.get("/api/e/{token}/photos/{photo_id}/original", tags=["guest"], response_model=UrlOut,
+             responses=_errors(400, 404, 422))
     def original(event: GuestEventDep, photo_id: str, service: ServiceDep,
                  x_guest_id: Annotated[str | None, Header()] = None) -> dict[str, str]:
         if not x_guest_id:
             raise NotFoundError("not found")
         return {"url": service.original_url(event, x_guest_id, photo_id)}
 
-    @app.get("/files/{key:path}", tags=["files"])
-    def signed_file(key: str, exp: str, sig: str, service: ServiceDep) -> Response:
+    @app.get("/files/{key:path}", tags=["files"], response_class=Response, responses={
+        200: {"description": "The file (a JPEG for previews and thumbnails)",
+              "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                          "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        **_errors(403, 404, 422)})
+    def signed_file(key: str, service: ServiceDep, exp: str = "", sig: str = "") -> Response:
+        # A link without its signature is refused like a wrong one (403), not as a malformed request (422).
         data = service.read_signed(key, exp, sig)
         media = "image/jpeg" if key.endswith(".jpg") else "application/octet-stream"
         return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=600"})

@@ -1,0 +1,33 @@
+"""Uvicorn's access log without secrets. A guest link token in a path (`/e/{token}`,
+`/api/e/{token}/...`) lets anyone who reads it search that event, and a signed URL's query string
+(`exp`, `sig`) is a download credential until it expires: both are masked before a line is written."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_GUEST_PATH = re.compile(r"^(/(?:api/)?e/)[^/?]+")
+MASK = "***"
+
+
+def redact_path(path: str) -> str:
+    path, sep, _ = path.partition("?")
+    return _GUEST_PATH.sub(r"\g<1>" + MASK, path) + (f"?{MASK}" if sep else "")
+
+
+class RedactSecrets(logging.Filter):
+    """For uvicorn.access records: args are (client, method, path with query, http version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_path(args[2]), *args[3:])
+        return True
+
+
+def install() -> None:
+    """Idempotent; called at app start-up, after the server has configured its loggers."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access.filters):
+        access.addFilter(RedactSecrets())
