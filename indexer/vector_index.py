@@ -468,8 +468,14 @@ class IndexStore:
         versions = (_parse_snapshot_version(key, prefix) for key in self._blobs.list(prefix))
         return sorted(v for v in versions if v is not None)
 
-    def save(self, event_id: str, index: EventIndex) -> int:
-        """Write a new snapshot, move the pointer to it, then prune old snapshots. Returns the version."""
+    def save(self, event_id: str, index: EventIndex, *, keep: int | None = None) -> int:
+        """Write a new snapshot, move the pointer to it, then prune old snapshots. Returns the version.
+
+        `keep` (this snapshot included) overrides the store's setting for this save: 1 after removing
+        faces, so a deleted face's embedding does not live on in the older snapshots."""
+        keep = self._keep if keep is None else keep
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
         data = index.to_bytes()
         with self._event_lock(event_id):
             existing = self._snapshot_versions(event_id)
@@ -481,7 +487,7 @@ class IndexStore:
             self._blobs.put(_prefix(event_id) + _POINTER, str(version).encode("ascii"), "text/plain")
             # Pruned only after the pointer moved, so the live snapshot is never among the deleted.
             older = [v for v in existing if v < version]
-            for old in older[: max(0, len(older) - (self._keep - 1))]:
+            for old in older[: max(0, len(older) - (keep - 1))]:
                 self._blobs.delete(_snapshot_key(event_id, old))
         logger.debug("saved index of event %s: version %d, %d vectors", event_id, version, len(index))
         return version

@@ -313,8 +313,8 @@ class LocalProvider:
         with self._writable_lock:
             self._writable.pop(event_id, None)
 
-    def _publish(self, event_id: str, index: EventIndex) -> None:
-        self._keep_writable(event_id, LoadedIndex(self.catalog.indexes.save(event_id, index), index))
+    def _publish(self, event_id: str, index: EventIndex, *, keep: int | None = None) -> None:
+        self._keep_writable(event_id, LoadedIndex(self.catalog.indexes.save(event_id, index, keep=keep), index))
 
     def _recover_once(self, event_id: str) -> None:
         """Reconcile half-done writes of an earlier crash, once per event and process."""
@@ -491,7 +491,7 @@ class LocalProvider:
                 try:
                     index = self._writable_index(event_id)
                     index.remove(np.array([d.face_id for d in deleted], dtype=np.int64))
-                    self._publish(event_id, index)
+                    self._publish(event_id, index, keep=1)  # no older snapshot keeps the deleted faces
                 except BaseException:
                     self._forget_writable(event_id)
                     self._recovered.discard(event_id)

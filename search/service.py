@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import re
 import secrets
 import threading
@@ -89,6 +90,7 @@ class PicsortService:
         self.jobs: dict[str, JobState] = {}
         self._jobs_lock = threading.Lock()
         self.metrics: dict[str, float] = {"searches": 0, "photos_ingested": 0, "photos_failed": 0}
+        self._search_slots = threading.BoundedSemaphore(settings.search_concurrency or os.cpu_count() or 1)
 
     def close(self) -> None:
         self.ingest_pool.shutdown(wait=True, cancel_futures=False)
@@ -110,6 +112,9 @@ class PicsortService:
     def delete_event(self, event_id: str) -> None:
         self.catalog.delete_event(event_id)
         self.index_cache.invalidate(event_id)
+        with self._jobs_lock:  # its ingest jobs (ids, counts, file names in errors) go with it
+            for job_id in [j.id for j in self.jobs.values() if j.event_id == event_id]:
+                del self.jobs[job_id]
 
     def _ingestor(self) -> Ingestor:
         return Ingestor(self.catalog, self.engine, workers=self.ingest_workers,
@@ -156,6 +161,8 @@ class PicsortService:
 
     def resume_pending(self) -> list[JobState]:
         """At start-up: analyse photos acknowledged before a crash or restart."""
+        # Selfies saved before they were scoped to an event (schema 4) lived here; their rows are gone.
+        self.catalog.blobs.delete_prefix("selfies/")
         jobs = []
         for event in self.catalog.meta.list_events():
             pending = self.catalog.meta.list_photos(event.id, "pending") + self.catalog.meta.list_photos(event.id, "processing")
@@ -207,7 +214,7 @@ class PicsortService:
             index = self.catalog.indexes.load(event_id, self.engine.embedder.dim or 128)
             if face_ids:
                 index.remove(np.array(face_ids, dtype=np.int64))
-                self.catalog.indexes.save(event_id, index)
+                self.catalog.indexes.save(event_id, index, keep=1)  # no older snapshot keeps the faces
         for kind in ("originals", "preview", "thumb", "micro"):
             blobs.delete(photo_key(event_id, photo_id, kind))
         self.index_cache.invalidate(event_id)
@@ -248,6 +255,14 @@ class PicsortService:
 
     def search(self, event: EventRow, data: bytes | None, *, guest_id: str, save_selfie: bool = False,
                selfie_token: str | None = None, limit: int = 300) -> SearchOutcome:
+        # Waiting here rather than in the CPU run queue: the same latency for guests, and the ingest's
+        # workers keep their share of the cores.
+        with self._search_slots:
+            return self._search(event, data, guest_id=guest_id, save_selfie=save_selfie,
+                                selfie_token=selfie_token, limit=limit)
+
+    def _search(self, event: EventRow, data: bytes | None, *, guest_id: str, save_selfie: bool,
+                selfie_token: str | None, limit: int) -> SearchOutcome:
         started = time.perf_counter()
         selfie_outfit = None
         new_token = None
@@ -256,9 +271,9 @@ class PicsortService:
             outfit = outfit_colours(image.pixels, box[None] * image.scale)[0]
             selfie_outfit = np.array(outfit.lab, np.float32) if outfit else None
             if save_selfie:
-                new_token = self._save_selfie(data, embedding)
+                new_token = self._save_selfie(event, data, embedding)
         elif selfie_token:
-            embedding = self._saved_embedding(selfie_token)
+            embedding = self._saved_embedding(event, selfie_token)
         else:
             raise InvalidRequestError("send a selfie image or a saved selfie token")
         hits, outfit_name = self._match(event, embedding, guest_id, selfie_outfit, limit)
@@ -335,16 +350,18 @@ class PicsortService:
         return replace(hit, preview_url=self.signer.url(photo_key(event_id, hit.photo_id, "preview")),
                        thumb_url=self.signer.url(photo_key(event_id, hit.photo_id, "thumb")))
 
-    def _save_selfie(self, data: bytes, embedding: np.ndarray) -> str:
+    def _save_selfie(self, event: EventRow, data: bytes, embedding: np.ndarray) -> str:
+        # Kept under the event (deleted with it) and usable only in it: a saved selfie must not become
+        # an identifier that follows a guest from one event to another.
         token = secrets.token_urlsafe(24)
         token_hash = hash_token(token)
-        key = f"selfies/{token_hash[:32]}"
+        key = f"events/{event.id}/selfies/{token_hash[:32]}"
         self.catalog.blobs.put(key, data)
-        self.catalog.meta.save_selfie(token_hash, key, embedding.astype(np.float32).tobytes())
+        self.catalog.meta.save_selfie(event.id, token_hash, key, embedding.astype(np.float32).tobytes())
         return token
 
-    def _saved_embedding(self, selfie_token: str) -> np.ndarray:
-        found = self.catalog.meta.get_selfie(hash_token(selfie_token))
+    def _saved_embedding(self, event: EventRow, selfie_token: str) -> np.ndarray:
+        found = self.catalog.meta.get_selfie(event.id, hash_token(selfie_token))
         if found is None:
             raise NotFoundError("not found")
         return np.frombuffer(found[1], dtype=np.float32)
@@ -358,7 +375,7 @@ class PicsortService:
             self.catalog.meta.delete_guest(event.id, self._check_guest_id(guest_id))
             out["preferences"] = True
         if selfie_token:
-            key = self.catalog.meta.delete_selfie(hash_token(selfie_token))
+            key = self.catalog.meta.delete_selfie(event.id, hash_token(selfie_token))
             if key:
                 self.catalog.blobs.delete(key)
                 out["selfie"] = True

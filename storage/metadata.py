@@ -8,6 +8,7 @@ own transaction.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from picsort_local.errors import AlreadyExistsError, NotFoundError
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -122,6 +125,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX rek_faces_event ON rek_faces(event_id, face_id);
     """,
+    # 4: a saved selfie belongs to the event it was taken in (no identifier that works across events).
+    # Rows saved before had no event: they are dropped, and the service sweeps their old blob folder.
+    """
+    DELETE FROM saved_selfies;
+    ALTER TABLE saved_selfies ADD COLUMN event_id TEXT REFERENCES events(id) ON DELETE CASCADE;
+    CREATE INDEX saved_selfies_event ON saved_selfies(event_id);
+    """,
 ]
 
 
@@ -201,11 +211,22 @@ class MetadataStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros (in their pages and in freed pages), so what a guest
+        # or host deletes cannot be read back from the file. Compile-time defaults differ (Debian: on).
+        self._conn.execute("PRAGMA secure_delete=ON")
         self.migrate()
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def scrub(self) -> None:
+        """After deleting personal data: copy the WAL into the database and truncate it. Until then the
+        WAL still holds older copies of the pages, with the deleted rows in them."""
+        with self._lock:
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # another process is reading; the next checkpoints overwrite the WAL anyway
+            logger.warning("could not truncate the WAL of %s after a delete (database busy)", self.path)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -273,11 +294,12 @@ class MetadataStore:
             # faces -> persons reference is SET NULL; delete children explicitly for clarity and speed
             conn.execute("DELETE FROM faces WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM persons WHERE event_id = ?", (event_id,))
-            for table in ("hidden_photos", "grants", "bodies"):
+            for table in ("hidden_photos", "grants", "bodies", "saved_selfies"):
                 conn.execute(f"DELETE FROM {table} WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM photos WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM ingest_jobs WHERE event_id = ?", (event_id,))
             conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+        self.scrub()
 
     def event_counts(self, event_id: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -339,11 +361,13 @@ class MetadataStore:
         with self.transaction() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM faces WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))]
             conn.execute("DELETE FROM faces WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
+            # (saved selfies belong to an event, not to a photo: they go with the event or the guest)
             for table in ("hidden_photos", "grants", "bodies"):
                 conn.execute(f"DELETE FROM {table} WHERE photo_id = ? AND event_id = ?", (photo_id, event_id))
             deleted = conn.execute("DELETE FROM photos WHERE id = ? AND event_id = ?", (photo_id, event_id)).rowcount
         if not deleted:
             raise NotFoundError(f"no photo {photo_id!r} in this event")
+        self.scrub()
         return ids
 
     # ---- faces -------------------------------------------------------------------------------
@@ -489,8 +513,12 @@ class MetadataStore:
                                           (event_id, guest_id))}
 
     def delete_guest(self, event_id: str, guest_id: str) -> None:
+        """Everything kept under a guest id in this event: hidden photos and the host's grants (a guest
+        who asks to be forgotten leaves no trace of the id, and gives up the originals it unlocked)."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM hidden_photos WHERE event_id = ? AND guest_id = ?", (event_id, guest_id))
+            conn.execute("DELETE FROM grants WHERE event_id = ? AND guest_id = ?", (event_id, guest_id))
+        self.scrub()
 
     def grant(self, event_id: str, guest_id: str, photo_id: str) -> None:
         self.get_photo(event_id, photo_id)
@@ -502,19 +530,23 @@ class MetadataStore:
         return bool(self._query("SELECT 1 FROM grants WHERE event_id = ? AND guest_id = ? AND photo_id = ?",
                                 (event_id, guest_id, photo_id)))
 
-    def save_selfie(self, token_hash: str, blob_key: str, embedding: bytes) -> None:
+    def save_selfie(self, event_id: str, token_hash: str, blob_key: str, embedding: bytes) -> None:
         with self.transaction() as conn:
-            conn.execute("INSERT INTO saved_selfies (token_hash, blob_key, embedding, created_at) VALUES (?, ?, ?, ?)",
-                         (token_hash, blob_key, embedding, now()))
+            conn.execute("INSERT INTO saved_selfies (token_hash, event_id, blob_key, embedding, created_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (token_hash, event_id, blob_key, embedding, now()))
 
-    def get_selfie(self, token_hash: str) -> tuple[str, bytes] | None:
-        rows = self._query("SELECT blob_key, embedding FROM saved_selfies WHERE token_hash = ?", (token_hash,))
+    def get_selfie(self, event_id: str, token_hash: str) -> tuple[str, bytes] | None:
+        rows = self._query("SELECT blob_key, embedding FROM saved_selfies WHERE token_hash = ? AND event_id = ?",
+                           (token_hash, event_id))
         return (rows[0][0], bytes(rows[0][1])) if rows else None
 
-    def delete_selfie(self, token_hash: str) -> str | None:
+    def delete_selfie(self, event_id: str, token_hash: str) -> str | None:
         with self.transaction() as conn:
-            row = conn.execute("SELECT blob_key FROM saved_selfies WHERE token_hash = ?", (token_hash,)).fetchone()
-            conn.execute("DELETE FROM saved_selfies WHERE token_hash = ?", (token_hash,))
+            row = conn.execute("SELECT blob_key FROM saved_selfies WHERE token_hash = ? AND event_id = ?",
+                               (token_hash, event_id)).fetchone()
+            conn.execute("DELETE FROM saved_selfies WHERE token_hash = ? AND event_id = ?", (token_hash, event_id))
+        if row:
+            self.scrub()
         return str(row[0]) if row else None
 
     # ---- Rekognition-compatible collections ----------------------------------------------------
@@ -607,6 +639,8 @@ class MetadataStore:
                 conn.execute(
                     "DELETE FROM photos WHERE id = ? AND event_id = ? AND original_key IS NULL"
                     " AND NOT EXISTS (SELECT 1 FROM faces WHERE photo_id = ?)", (photo_id, event_id, photo_id))
+        if found:
+            self.scrub()
         return found
 
     # ---- ingest jobs -------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import ADMIN_KEY, LiveServer, scan_for, wait_job  # type: ignore[import-not-found]
-from picsort_local.settings import Settings
+from PIL import Image
 from support import need_shared
+
+from picsort_local.settings import Settings
 
 GUESTS = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder"]
 STRANGERS = ["Jacques_Chirac", "Vladimir_Putin", "Junichiro_Koizumi", "John_Ashcroft", "Jean_Chretien",
@@ -127,20 +127,27 @@ def test_unknown_token_and_missing_admin_key(anon: httpx.Client, gallery) -> Non
     assert anon.get("/robots.txt").text == "User-agent: *\nDisallow: /\n"
 
 
-def test_privacy_no_selfie_kept_and_forget(live, anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+def test_privacy_no_selfie_kept_and_forget(live, host: httpx.Client, anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
     token = gallery["event"]["guest_token"]
     selfie = _selfie(gallery["lfw"], GUESTS[2])
     r = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")})
     assert r.status_code == 200 and "selfie_token" not in r.json()
     assert scan_for(live[1].data_dir, selfie[-300:-236]) == []  # not written anywhere
 
-    # opt in: kept, reusable in this (or another) event without a new selfie, then deleted
+    # opt in: kept, reusable in this event without a new selfie, then deleted
     r = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")},
                   data={"save_selfie": "true"})
     kept = r.json()
     assert kept["selfie_token"] and scan_for(live[1].data_dir, selfie[-300:-236])
     again = anon.post(f"/api/e/{token}/search-saved", json={"selfie_token": kept["selfie_token"]})
     assert {h["photo_id"] for h in again.json()["results"]} == {h["photo_id"] for h in kept["results"]}
+    # ... but only in this event: the token is no identifier that works, or can be deleted, elsewhere
+    other = host.post("/api/host/events", json={"name": "Another party"}).json()
+    elsewhere = anon.post(f"/api/e/{other['guest_token']}/search-saved", json={"selfie_token": kept["selfie_token"]})
+    assert elsewhere.status_code == 404
+    not_there = anon.post(f"/api/e/{other['guest_token']}/forget", json={"selfie_token": kept["selfie_token"]})
+    assert not_there.json() == {"preferences": False, "selfie": False}
+    assert host.delete(f"/api/host/events/{other['id']}").status_code == 204
     gone = anon.post(f"/api/e/{token}/forget", json={"guest_id": kept["guest_id"], "selfie_token": kept["selfie_token"]})
     assert gone.json() == {"preferences": True, "selfie": True}
     assert scan_for(live[1].data_dir, selfie[-300:-236]) == []
