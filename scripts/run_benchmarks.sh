@@ -15,3 +15,9 @@ python benchmarks/bench_grouping.py --lfw "$SHARED/datasets/lfw" --identities 40
 python benchmarks/bench_ingest.py --wider "$SHARED/datasets/wider_val" --lfw "$SHARED/datasets/lfw" --synthetic 600 --out "$R/ingest.json"
 python benchmarks/bench_search.py --sizes 10000 100000 500000 --out "$R/search.json" --plot "$R/search.png"
 python benchmarks/bench_search_latency.py --lfw "$SHARED/datasets/lfw" --sizes 10000 125000 --out "$R/search_latency.json"
+python benchmarks/bench_ingest.py --wider "$SHARED/datasets/wider_val" --no-bodies --synthetic 0 --out "$R/ingest_no_bodies.json"
+python benchmarks/bench_load.py --dataset "$SHARED/datasets/lfw" --out "$R/load.json"
+# Reliability figures for the README: case counts of the fuzz, auth-matrix and crash-restart tests.
+PICSORT_FUZZ_REPORT=1 PICSORT_AUTH_REPORT=1 PICSORT_CRASH_REPORT=1 \
+    python -m pytest -q tests/search/test_fuzz.py tests/search/test_auth_matrix.py tests/search/test_crash_restart.py
+python benchmarks/report.py --write
