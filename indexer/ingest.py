@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from indexer import grouping
+from indexer.bodies import faceless_people
 from indexer.derived import derived_images, encode_jpeg
 from indexer.events import Catalog
-from indexer.bodies import faceless_people
 from indexer.outfit import outfit_colours
 from indexer.vector_index import EventIndex
 from models.engine import FaceEngine, PhotoFaces
@@ -347,4 +347,4 @@ def _reason(error: PicsortError | None) -> str:
     return error.message if error is not None else "unknown error"
 
 
-__all__ = ["Ingestor", "IngestReport", "find_images", "photo_key", "PhotoFaces"]
+__all__ = ["IngestReport", "Ingestor", "PhotoFaces", "find_images", "photo_key"]

@@ -62,7 +62,7 @@ def choose_providers(device: str, available: Sequence[str] | None = None) -> lis
     return chosen
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _log_choice(device: str, chosen: tuple[str, ...]) -> None:
     # lru_cache makes this log once per distinct choice instead of once per model.
     logger.info("device=%s -> execution providers %s", device, ", ".join(chosen))

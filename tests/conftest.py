@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from support import REPO
 
 from picsort_local.settings import Settings
-
-from support import REPO
 
 
 @pytest.fixture(scope="session")

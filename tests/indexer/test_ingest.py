@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import REPO, need_shared
 
 from indexer.events import Catalog
 from indexer.ingest import Ingestor, find_images
 from picsort_local.errors import NotFoundError
 from picsort_local.settings import Settings
-from support import REPO, need_shared
 
 
 @pytest.fixture()

@@ -7,11 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import need_shared
+from support_images import jpeg_bytes
 
 from models.alignment import ARCFACE_TEMPLATE, similarity_transforms, warp_faces
 from picsort_local.images import decode_image
-from support import need_shared
-from support_images import jpeg_bytes
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

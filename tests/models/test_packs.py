@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import need_shared
 
 from models.packs import (
     INSIGHTFACE_LICENCE,
@@ -15,7 +16,6 @@ from models.packs import (
 )
 from picsort_local.errors import ModelIntegrityError, ModelPackError, ModelPackMissingError
 from picsort_local.settings import Settings
-from support import need_shared
 
 # Recorded when the default pack was first built (see README, "Model packs").
 PYPI_SMALL_DETECTOR_SHA256 = "9c162a817c7dd32d35d1f1c6ae6445032d6e73c6c5fe61d8b5b663ba8bc86b30"

@@ -7,17 +7,15 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
-import pytest
-from PIL import Image
-
 from conftest import ADMIN_KEY, LiveServer, wait_job  # type: ignore[import-not-found]
-from picsort_local.settings import Settings
+from PIL import Image
 from support import need_shared
+
+from picsort_local.settings import Settings
 
 GUEST_PHOTO = "19--Couple/19_Couple_Couple_19_319.jpg"  # one person, face ~47 px, dark suit
 STRANGER_PHOTO = "13--Interview/13_Interview_Interview_Sequences_13_868.jpg"  # one person, face visible
