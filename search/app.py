@@ -34,7 +34,7 @@ from picsort_local.errors import (
 from picsort_local.settings import Settings
 from search.access_log import install as redact_access_log
 from search.rekognition_api import rekognition_router
-from search.service import NoFaceError, PicsortService, SearchOutcome, TooManyFacesError
+from search.service import NoFaceError, PicsortService, SearchHit, SearchOutcome, TooManyFacesError
 from search.signing import SignatureError
 from storage.metadata import EventRow
 
@@ -212,19 +212,10 @@ class StatusOut(BaseModel):
     status: str
 
 
-class HitOut(BaseModel):
-    photo_id: str
-    tier: str  # high | low
-    similarity: float
-    badge: str  # face | outfit
-    preview_url: str
-    thumb_url: str
-
-
 class SearchOut(BaseModel):
     guest_id: str
     outfit: str | None
-    results: list[HitOut]
+    results: list[SearchHit]
     selfie_token: str | None = Field(default=None, description="only when the selfie was saved")
 
 

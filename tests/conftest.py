@@ -4,6 +4,7 @@ where a missing folder is a failure, not a skip."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,17 @@ def solvay_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 pytest.fail("the scrfd sdist no longer has the Solvay photo")
             target.write_bytes(handle.read())
     return target
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 server (moto) on loopback for the MinIO blob store: no network, no docker."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()

@@ -24,7 +24,6 @@ import httpx
 import numpy as np
 import pytest
 from conftest import ADMIN_KEY, LiveServer, wait_job  # type: ignore[import-not-found]
-from moto.server import ThreadedMotoServer
 from PIL import Image
 from pydantic import SecretStr
 from support import need_shared
@@ -59,17 +58,6 @@ def _group(lfw: Path, people: list[tuple[str, int]]) -> bytes:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"{host}:{port}"
-    finally:
-        server.stop()
 
 
 @dataclass

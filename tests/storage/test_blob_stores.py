@@ -5,26 +5,13 @@ from __future__ import annotations
 import os
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from picsort_local.errors import InvalidRequestError, NotFoundError
 from picsort_local.settings import Settings
 from storage.blobs import BlobStore, LocalBlobStore, MinioBlobStore, make_blob_store, validate_key
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"{host}:{port}"
-    finally:
-        server.stop()
 
 
 def _minio_store(endpoint: str) -> MinioBlobStore:
