@@ -112,7 +112,7 @@ class Ingestor:
         orphans = np.array(sorted(in_index - set(meta.indexed_face_ids(event_id))), dtype=np.int64)
         if orphans.size:
             index.remove(orphans)
-            indexes.save(event_id, index)
+            indexes.save(event_id, index, keep=1)  # their faces were deleted: no older snapshot keeps them
         if done_photos or redo or orphans.size:
             logger.warning("recovered event %s: %d photos completed, %d redone, %d orphan vectors removed",
                            event_id, len(done_photos), len(redo), orphans.size)

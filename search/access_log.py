@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import re
 
-_GUEST_PATH = re.compile(r"^(/(?:api/)?e/)[^/?]+")
+# Not anchored: behind a root_path the guest routes sit under a prefix (/photos/e/{token}).
+_GUEST_PATH = re.compile(r"(/(?:api/)?e/)[^/?]+")
 MASK = "***"
 
 

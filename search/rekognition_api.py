@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,8 +84,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
-# Nothing that could only be meant for guests is readable through Image.S3Object.
-_PRIVATE_PREFIXES = ("selfies/",)
+# Nothing that could only be meant for guests is readable through Image.S3Object: guests' saved
+# selfies (kept under their event since schema 4; "selfies/" was the folder before).
+_PRIVATE_KEY = re.compile(r"^(?:selfies/|events/[^/]+/selfies/)")
 _REQUIRED_SIGNED = ("host", "x-amz-date", "x-amz-target")
 
 
@@ -281,7 +283,7 @@ class ImageReader:
             raise InvalidS3ObjectError(f"Unable to get object metadata from S3. Bucket {bucket[:64]!r} is not served here.")
         try:
             validate_key(name)
-            if name.startswith(_PRIVATE_PREFIXES):
+            if _PRIVATE_KEY.match(name):
                 raise NotFoundError(name)
             data = self._blobs.get(name)
         except (InvalidRequestError, NotFoundError):

@@ -48,5 +48,6 @@ class UrlSigner:
         except ValueError:
             raise SignatureError("invalid or expired link") from None
         expected = self._mac(key, exp)
-        if not hmac.compare_digest(expected, signature) or exp < (now or time.time()):
+        # Bytes, not str: compare_digest refuses a str with non-ASCII characters (a TypeError, not a 403).
+        if not hmac.compare_digest(expected.encode(), signature.encode()) or exp < (now or time.time()):
             raise SignatureError("invalid or expired link")

@@ -21,6 +21,7 @@ from typing import Any
 from picsort_local.errors import AlreadyExistsError, NotFoundError
 
 logger = logging.getLogger(__name__)
+_BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock
 
 MIGRATIONS: list[str] = [
     # 1: initial schema
@@ -206,7 +207,8 @@ class MetadataStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                     timeout=_BUSY_TIMEOUT_MS / 1000)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -214,7 +216,8 @@ class MetadataStore:
         # Deleted rows are overwritten with zeros (in their pages and in freed pages), so what a guest
         # or host deletes cannot be read back from the file. Compile-time defaults differ (Debian: on).
         self._conn.execute("PRAGMA secure_delete=ON")
-        self.migrate()
+        if self.migrate():
+            self.scrub()  # migration 4 deletes saved selfies: their WAL copies go too
 
     def close(self) -> None:
         with self._lock:
@@ -222,9 +225,19 @@ class MetadataStore:
 
     def scrub(self) -> None:
         """After deleting personal data: copy the WAL into the database and truncate it. Until then the
-        WAL still holds older copies of the pages, with the deleted rows in them."""
+        WAL still holds older copies of the pages, with the deleted rows in them.
+
+        The delete has committed by then: a checkpoint that cannot run now is logged, never raised, and
+        waits at most a second for other processes (every metadata call waits on this lock meanwhile)."""
+        busy = 1
         with self._lock:
-            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            try:
+                self._conn.execute("PRAGMA busy_timeout=1000")
+                busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.Error as exc:
+                logger.warning("WAL checkpoint after a delete failed: %s", exc)
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         if busy:  # another process is reading; the next checkpoints overwrite the WAL anyway
             logger.warning("could not truncate the WAL of %s after a delete (database busy)", self.path)
 
@@ -244,10 +257,12 @@ class MetadataStore:
             return list(self._conn.execute(sql, params).fetchall())
 
     def migrate(self) -> int:
+        """Apply the migrations not applied yet; returns how many ran."""
         with self._lock:
             self._conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = self._conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
             current = row[0] or 0
+            applied = 0
             for number, script in enumerate(MIGRATIONS, start=1):
                 if number <= current:
                     continue
@@ -261,7 +276,8 @@ class MetadataStore:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
-            return len(MIGRATIONS)
+                applied += 1
+            return applied
 
     # ---- events ------------------------------------------------------------------------------
     def create_event(self, event_id: str, name: str, token_hash: str, settings: dict[str, Any]) -> EventRow:

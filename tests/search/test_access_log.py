@@ -39,3 +39,15 @@ def test_live_server_log_has_no_token(live: tuple[LiveServer, Settings], caplog:
     lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
     assert any(f"/e/{MASK}" in line for line in lines), lines
     assert not any("must-not-be-logged" in line for line in lines), lines
+
+
+def test_redact_under_a_root_path() -> None:
+    assert redact_path("/photos/api/e/SECRET/search") == f"/photos/api/e/{MASK}/search"
+
+
+def test_signature_with_non_ascii_is_refused_not_a_crash() -> None:
+    from search.signing import SignatureError, UrlSigner
+
+    signer = UrlSigner(b"k" * 32, ttl_s=60)
+    with pytest.raises(SignatureError):
+        signer.verify("events/e/thumb/p.jpg", "9999999999", "é" * 64)

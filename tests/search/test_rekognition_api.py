@@ -224,6 +224,12 @@ def test_s3_object_and_compare_faces(rek_live: tuple[LiveServer, Any], rek: Any,
     assert r["FaceMatches"] and all(_person(m["Face"]["ExternalImageId"]) == PEOPLE[1] for m in r["FaceMatches"])
     with pytest.raises(rek.exceptions.InvalidS3ObjectException):
         rek.detect_faces(Image={"S3Object": {"Bucket": "any", "Name": "uploads/missing.jpg"}})
+    # a guest's saved selfie (kept under its event) is never readable this way, even by its exact name
+    for name in ("events/ev1/selfies/0123456789abcdef", "selfies/0123456789abcdef"):
+        blobs.put(name, _photo(lfw, PEOPLE[1], PROBE).read_bytes())
+        with pytest.raises(rek.exceptions.InvalidS3ObjectException):
+            rek.detect_faces(Image={"S3Object": {"Bucket": "any", "Name": name}})
+        blobs.delete(name)
     same = rek.compare_faces(SourceImage={"Bytes": _photo(lfw, PEOPLE[1], 1).read_bytes()},
                              TargetImage={"Bytes": _photo(lfw, PEOPLE[1], 2).read_bytes()})
     other = rek.compare_faces(SourceImage={"Bytes": _photo(lfw, PEOPLE[1], 1).read_bytes()},
