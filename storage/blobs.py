@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -207,15 +207,15 @@ class LocalBlobStore:
         except (FileNotFoundError, NotADirectoryError):
             pass
 
-    def list(self, prefix: str) -> list[str]:
+    def _walk(self, prefix: str) -> Iterator[tuple[Path, str, list[str]]]:
+        """The folders that can hold keys starting with `prefix`: (folder, its key prefix, file names)."""
         _validate_prefix(prefix)
         # Only the folder holding the prefix's last (possibly partial) segment needs walking.
         head = prefix.rpartition("/")[0]
         base = self._root.joinpath(*head.split("/")) if head else self._root
         real_base = base.resolve()
         if not (real_base == self._root or real_base.is_relative_to(self._root)) or not base.is_dir():
-            return []
-        keys: list[str] = []
+            return
         # followlinks=False (the default): a symlinked folder could lead outside the store.
         for dirpath, dirnames, filenames in os.walk(base):
             rel = Path(dirpath).relative_to(self._root).parts
@@ -227,9 +227,14 @@ class LocalBlobStore:
                 and not os.path.islink(os.path.join(dirpath, name))
                 and _could_match(rel_prefix + name + "/", prefix)
             ]
+            yield Path(dirpath), rel_prefix, filenames
+
+    def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        for folder, rel_prefix, filenames in self._walk(prefix):
             for name in filenames:
                 # Skips temp files (their names contain '~') and anything not written through a key.
-                if not _is_valid_segment(name) or os.path.islink(os.path.join(dirpath, name)):
+                if not _is_valid_segment(name) or (folder / name).is_symlink():
                     continue
                 key = rel_prefix + name
                 if key.startswith(prefix):
@@ -240,24 +245,27 @@ class LocalBlobStore:
     def delete_prefix(self, prefix: str) -> int:
         deleted = 0
         folders: set[Path] = set()
-        for key in self.list(prefix):
-            path = self._root.joinpath(*key.split("/"))
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue  # removed concurrently; someone else counted it
-            deleted += 1
-            parent = path.parent
-            while parent != self._root:
-                folders.add(parent)
-                parent = parent.parent
-        # A process killed inside a put leaves its temp file (part of a photo or of an index snapshot)
-        # next to the keys; deleting the folder's keys must take that debris too, or an event's deletion
-        # leaves face data behind. A put still in flight under this prefix then fails, as it should.
-        for folder in _folders_under(self._root, prefix):
-            for tmp in folder.glob(_TMP_PREFIX + "*"):
-                if tmp.is_file() and not tmp.is_symlink():
-                    tmp.unlink(missing_ok=True)
+        for folder, rel_prefix, filenames in self._walk(prefix):
+            # Every key in this folder is under the prefix: a temp file left by a process killed inside a
+            # put (part of a photo or of an index snapshot) goes too, or an event's deletion leaves face
+            # data behind. A put still in flight under this prefix then fails, as it should.
+            covered = rel_prefix.startswith(prefix)
+            for name in filenames:
+                path = folder / name
+                if path.is_symlink():
+                    continue
+                if _is_valid_segment(name) and (rel_prefix + name).startswith(prefix):
+                    try:
+                        path.unlink()
+                    except FileNotFoundError:
+                        continue  # removed concurrently; someone else counted it
+                    deleted += 1
+                    folders.add(folder)
+                elif covered and name.startswith(_TMP_PREFIX):
+                    path.unlink(missing_ok=True)
+            if covered:
+                folders.add(folder)
+        for folder in list(folders):
             while folder != self._root:
                 folders.add(folder)
                 folder = folder.parent
@@ -274,25 +282,6 @@ class LocalBlobStore:
         validate_key(key)
         _validate_expiry(expires_s)
         return None
-
-
-def _folders_under(root: Path, prefix: str) -> list[Path]:
-    """Real folders under `root` whose every key would start with `prefix` (symlinks not followed)."""
-    head = prefix.rpartition("/")[0]
-    base = root.joinpath(*head.split("/")) if head else root
-    real_base = base.resolve()
-    if not (real_base == root or real_base.is_relative_to(root)) or not base.is_dir():
-        return []
-    found: list[Path] = []
-    for dirpath, dirnames, _ in os.walk(base):
-        rel = Path(dirpath).relative_to(root).parts
-        folder_prefix = "/".join(rel) + "/" if rel else ""
-        dirnames[:] = [name for name in dirnames if _is_valid_segment(name)
-                       and not os.path.islink(os.path.join(dirpath, name))
-                       and _could_match(folder_prefix + name + "/", prefix)]
-        if folder_prefix.startswith(prefix):
-            found.append(Path(dirpath))
-    return found
 
 
 def _could_match(folder_prefix: str, prefix: str) -> bool:
