@@ -11,10 +11,10 @@ import onnx
 from models.alignment import similarity_transforms, warp_faces
 from models.detector import Detections, DetectorConfig, ScrfdDetector
 from models.embedder import FaceEmbedder
-from models.graph_fixes import make_batch_dynamic, make_detector_dynamic
+from models.graph_fixes import make_batch_dynamic, make_detector_dynamic, rewrite_prelu
 from models.packs import ModelPack, load_pack
 from models.quality import brightness, pose_from_landmarks, sharpness
-from models.runtime import create_session
+from models.runtime import create_session, embed_batch_size
 from picsort_local.images import DecodedImage, decode_image
 from picsort_local.settings import Settings
 from picsort_local.types import AnalyzedFace, BoundingBox, DetectedFace, FaceQuality
@@ -63,6 +63,7 @@ class PhotoFaces:
 def _detector_bytes(pack: ModelPack) -> bytes:
     model = onnx.load(str(pack.detector_path))
     make_detector_dynamic(model)  # in memory: the file on disk stays as verified by its sha256
+    rewrite_prelu(model)
     return bytes(model.SerializeToString())
 
 
@@ -71,6 +72,7 @@ def _embedder_bytes(pack: ModelPack) -> bytes:
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     if dim0.HasField("dim_value"):
         make_batch_dynamic(model)
+    rewrite_prelu(model)  # SFace and ArcFace R50 are full of PRelu; see graph_fixes for the why
     return bytes(model.SerializeToString())
 
 
@@ -103,7 +105,7 @@ class FaceEngine:
             mean=emb_spec.mean,
             std=emb_spec.std,
             bgr=emb_spec.channels == "BGR",
-            batch_size=settings.embed_batch,
+            batch_size=embed_batch_size(settings),
         )
         logger.info("face engine ready: pack %s (%s)", model_pack.manifest.name, model_pack.manifest.description)
         return cls(detector, embedder, settings, model_pack.manifest.name)

@@ -6,6 +6,7 @@
   dequantisation) and store the results as float32 weights; the float graph is faster on CPU.
 - `make_batch_dynamic` / `make_detector_dynamic`: free the batch (and for SCRFD the spatial) dims so
   faces can be embedded in batches and whole photos detected at any size.
+- `rewrite_prelu`: express PRelu with ops onnxruntime's CPU kernels run fast (in memory, at load).
 """
 
 from __future__ import annotations
@@ -141,3 +142,47 @@ def make_detector_dynamic(model: onnx.ModelProto) -> bool:
                 changed = True
     del graph.value_info[:]
     return changed
+
+
+def rewrite_prelu(model: onnx.ModelProto) -> int:
+    """Replace every `PRelu(x, slope)` whose slope is a weight by `slope*x + (1-slope)*Relu(x)`.
+
+    Why: onnxruntime's CPU PRelu kernel is slow with a per-channel slope, and it is not one of the ops
+    its blocked (NCHWc) convolution layout understands, so every PRelu also converts the tensor out of
+    that layout and back. Profiled on SFace (27 PRelus): 48% of the time went to PRelu and another 8% to
+    those conversions. Mul-by-constant, Relu and Add stay in the blocked layout (the Mul becomes a
+    depthwise 1x1 convolution, the Add is fused into it): SFace went from 40 to 24 ms a face (1 thread).
+    The result is the same up to float rounding (x >= 0: slope*x + (1-slope)*x; x < 0: slope*x + 0).
+    Graphs without PRelu (SCRFD, MobileFaceNet) are untouched. Returns the number of nodes replaced.
+    """
+    graph = model.graph
+    weights = {i.name: i for i in graph.initializer}
+    taken = weights.keys() | {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    nodes: list[onnx.NodeProto] = []
+    added: list[onnx.TensorProto] = []
+    replaced = 0
+    for index, node in enumerate(graph.node):
+        slope_name = node.input[1] if node.op_type == "PRelu" and len(node.input) == 2 else ""
+        if slope_name not in weights:
+            nodes.append(node)
+            continue
+        slope = numpy_helper.to_array(weights[slope_name])
+        prefix = f"picsort_prelu{index}"
+        while any(name.startswith(prefix) for name in taken):
+            prefix += "_"
+        keep_name = f"{prefix}_one_minus_slope"
+        added.append(numpy_helper.from_array((1.0 - slope).astype(slope.dtype), keep_name))
+        x, y = node.input[0], node.output[0]
+        nodes += [
+            helper.make_node("Mul", [x, slope_name], [f"{prefix}_neg"], name=f"{prefix}_mul_slope"),
+            helper.make_node("Relu", [x], [f"{prefix}_relu"], name=f"{prefix}_relu"),
+            helper.make_node("Mul", [f"{prefix}_relu", keep_name], [f"{prefix}_pos"], name=f"{prefix}_mul_keep"),
+            helper.make_node("Add", [f"{prefix}_neg", f"{prefix}_pos"], [y], name=f"{prefix}_add"),
+        ]
+        replaced += 1
+    if replaced:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        graph.initializer.extend(added)
+        logger.debug("rewrote %d PRelu nodes", replaced)
+    return replaced

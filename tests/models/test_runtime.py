@@ -52,3 +52,12 @@ def test_session_on_faked_gpu_box_fails_loudly(monkeypatch: pytest.MonkeyPatch) 
 def test_threads() -> None:
     assert runtime.inference_threads(Settings(threads=3)) == 3
     assert 1 <= runtime.inference_threads(Settings()) <= 8
+
+
+def test_embed_batch_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "available_providers", lambda: list(CPU_BUILD))
+    assert runtime.embed_batch_size(Settings(device="auto")) == 4
+    monkeypatch.setattr(runtime, "available_providers", lambda: list(GPU_BUILD))
+    assert runtime.embed_batch_size(Settings(device="auto")) == 32
+    assert runtime.embed_batch_size(Settings(device="cpu")) == 4
+    assert runtime.embed_batch_size(Settings(device="auto", embed_batch=7)) == 7
