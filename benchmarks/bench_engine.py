@@ -17,15 +17,16 @@ Two naive arms, so the ratio can be read both ways:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -77,27 +78,43 @@ def recall_by_size(gt: dict[str, np.ndarray], found: dict[str, np.ndarray], iou:
     return out
 
 
-RunResult = tuple[float, dict[str, np.ndarray], dict[str, np.ndarray], int]
+class RunResult(NamedTuple):
+    seconds: float
+    boxes: dict[str, np.ndarray]
+    embeddings: dict[str, np.ndarray]
+    faces: int
+
+
 Runner = Callable[[list[Path]], RunResult]
 
 
-def run_interleaved(runners: dict[str, Runner], paths: list[Path], blocks: int) -> dict[str, Any]:
+@dataclass
+class ArmTotal:
+    seconds: float = 0.0
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    faces: int = 0
+    per_block: list[float] = field(default_factory=list)
+
+
+def run_interleaved(runners: dict[str, Runner], paths: list[Path], blocks: int) -> dict[str, ArmTotal]:
     """Run every arm on every block of photos, rotating which arm goes first in each block, so a
     machine that speeds up or slows down during the run (shared CPUs do) weighs on all arms alike.
-    Per arm: (total seconds, boxes, embeddings, faces, seconds per block)."""
-    parts = [list(b) for b in np.array_split(np.array(paths, dtype=object), blocks) if len(b)]
+    `blocks` is rounded up to a multiple of the number of arms, so each arm goes first equally often."""
     names = list(runners)
-    out: dict[str, Any] = {n: [0.0, {}, {}, 0, []] for n in names}
+    blocks = -(-max(blocks, 1) // len(names)) * len(names)
+    parts = [list(b) for b in np.array_split(np.array(paths, dtype=object), blocks) if len(b)]
+    totals = {n: ArmTotal() for n in names}
     for index, block in enumerate(parts):
         for name in names[index % len(names):] + names[: index % len(names)]:
-            seconds, boxes, embs, faces = runners[name](block)
-            total = out[name]
-            total[0] += seconds
-            total[1].update(boxes)
-            total[2].update(embs)
-            total[3] += faces
-            total[4].append(seconds)
-    return {n: tuple(v) for n, v in out.items()}
+            run = runners[name](block)
+            total = totals[name]
+            total.seconds += run.seconds
+            total.boxes.update(run.boxes)
+            total.embeddings.update(run.embeddings)
+            total.faces += run.faces
+            total.per_block.append(run.seconds)
+    return totals
 
 
 def naive_loop(engine: FaceEngine, paths: list[Path]) -> RunResult:
@@ -128,10 +145,11 @@ def naive_loop(engine: FaceEngine, paths: list[Path]) -> RunResult:
         boxes[path.name] = det.boxes
         embs[path.name] = np.array(vectors, np.float32).reshape(len(vectors), engine.embedder.dim or 128)
         faces += len(det)
-    return time.perf_counter() - start, boxes, embs, faces
+    return RunResult(time.perf_counter() - start, boxes, embs, faces)
 
 
-def stock_engine(engine: FaceEngine, settings: Settings, *, batch_dynamic: bool = False) -> FaceEngine:
+def stock_engine(engine: FaceEngine, settings: Settings, *, batch_dynamic: bool = False,
+                 threads: int = 0) -> FaceEngine:
     """The engine's pack and detector settings on sessions made the model_zoo way: a default
     `onnxruntime.InferenceSession` per file, no graph rewrites (the detector's input size is freed
     only because the multi-scale detection cannot run at a fixed 640x640)."""
@@ -139,6 +157,8 @@ def stock_engine(engine: FaceEngine, settings: Settings, *, batch_dynamic: bool 
     providers = choose_providers(settings.device)
     quiet = ort.SessionOptions()  # default options, except onnxruntime's unused-initializer warnings
     quiet.log_severity_level = 3
+    if threads:  # only for the one-thread micro benchmark
+        quiet.intra_op_num_threads = threads
     detector_graph = onnx.load(str(pack.detector_path))
     make_detector_dynamic(detector_graph)
     detector = ScrfdDetector(ort.InferenceSession(detector_graph.SerializeToString(), quiet, providers=providers),
@@ -163,7 +183,7 @@ def engine_run(engine: FaceEngine, paths: list[Path], workers: int) -> RunResult
         boxes[result.key] = result.faces.detections.boxes
         embs[result.key] = result.faces.embeddings
         faces += len(result.faces)
-    return time.perf_counter() - start, boxes, embs, faces
+    return RunResult(time.perf_counter() - start, boxes, embs, faces)
 
 
 def same_faces(a_boxes: dict[str, np.ndarray], a_emb: dict[str, np.ndarray], b_boxes: dict[str, np.ndarray],
@@ -194,16 +214,19 @@ def micro_detection(engine: FaceEngine, paths: list[Path]) -> float:
 
 
 def micro_embedding(embedder: FaceEmbedder, batches: tuple[int, ...] = (1, 2, 4, 8, 32)) -> dict[str, float]:
-    """ms per face at each batch size (the graph's batch dim must be free for sizes above 1)."""
+    """ms per face at each batch size, best of 3 (the graph's batch dim must be free above 1)."""
     crops = np.random.default_rng(0).integers(0, 255, (64, 112, 112, 3), dtype=np.uint8)
     saved = embedder.batch_size
     out = {}
     for batch in batches:
         embedder.batch_size = batch
         embedder.embed(crops[:batch])
-        start = time.perf_counter()
-        embedder.embed(crops)
-        out[f"batch{batch}"] = (time.perf_counter() - start) / len(crops) * 1000
+        best = float("inf")
+        for _ in range(3):  # best of 3: a short timing on a shared CPU is easily disturbed
+            start = time.perf_counter()
+            embedder.embed(crops)
+            best = min(best, time.perf_counter() - start)
+        out[f"batch{batch}"] = best / len(crops) * 1000
     embedder.batch_size = saved
     return out
 
@@ -219,8 +242,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--blocks", type=int, default=6,
                         help="photo blocks; the arms take turns on each block (rotating order)")
-    parser.add_argument("--no-batch32", dest="batch32", action="store_false",
-                        help="skip the extra engine run with 32 faces per embedder call")
+    parser.add_argument("--batches", type=int, nargs="*", default=[1, 2, 4, 32],
+                        help="extra engine arms at these faces per embedder call (none: --batches)")
     args = parser.parse_args()
 
     gt_raw = json.loads((args.data / "boxes.json").read_text())
@@ -253,50 +276,54 @@ def main() -> None:
         return {"seconds": seconds, "photos_per_s": len(paths) / seconds, "faces": faces,
                 "faces_per_s": faces / seconds, **extra}
 
-    def engine_at_batch(batch: int) -> Runner:
-        def run(block: list[Path]) -> RunResult:
-            saved, engine.embedder.batch_size = engine.embedder.batch_size, batch
-            try:
-                return engine_run(engine, block, workers)
-            finally:
-                engine.embedder.batch_size = saved
-        return run
-
+    # The same pipeline at other embedder batch sizes, each on its own sessions (the default batch is
+    # chosen by device; these show whether that choice holds end to end).
+    batch_engines = {b: FaceEngine.from_settings(base.model_copy(update={"threads": threads, "embed_batch": b}))
+                     for b in args.batches if b != engine.embedder.batch_size}
     runners: dict[str, Runner] = {
         "naive": lambda block: naive_loop(stock, block),
         "naive_engine_graphs": lambda block: naive_loop(naive_engine, block),
         "engine": lambda block: engine_run(engine, block, workers),
     }
-    if args.batch32:  # the CPU embed batch (4) against the old default of 32, end to end
-        runners["engine_embed_batch32"] = engine_at_batch(32)
+    for batch, batch_engine in batch_engines.items():
+        runners[f"engine_embed_batch{batch}"] = functools.partial(engine_run, batch_engine, workers=workers)
+    for path in paths:  # every arm reads the files from the page cache, not only whichever goes first
+        path.read_bytes()
     for run in runners.values():  # warm-up
         run(paths[:2])
     runs = run_interleaved(runners, paths, args.blocks)
-    result["interleaved_blocks"] = args.blocks
-    e_time, e_boxes, e_emb, e_faces, _ = runs["engine"]
-    n_time, n_boxes, n_emb, n_faces, _ = runs["naive"]
-    g_time, g_boxes, g_emb, g_faces, _ = runs["naive_engine_graphs"]
-    result["naive"] = arm(n_time, n_faces, graphs="as shipped, default onnxruntime sessions")
-    result["naive_engine_graphs"] = arm(g_time, g_faces, graphs="engine's (PRelu rewritten)", threads=cores)
-    result["engine"] = arm(e_time, e_faces, workers=workers, threads_per_worker=threads)
-    if "engine_embed_batch32" in runs:
-        result["engine_embed_batch32"] = arm(runs["engine_embed_batch32"][0], runs["engine_embed_batch32"][3])
+    result["interleaved_blocks"] = len(runs["engine"].per_block)
+    e, n, g = runs["engine"], runs["naive"], runs["naive_engine_graphs"]
+    e_boxes, e_emb = e.boxes, e.embeddings
+    result["naive"] = arm(n.seconds, n.faces, graphs="as shipped", sessions="onnxruntime defaults")
+    result["naive_engine_graphs"] = arm(g.seconds, g.faces, graphs="engine's (PRelu rewritten)",
+                                        sessions=f"engine's, {cores} threads")
+    result["engine"] = arm(e.seconds, e.faces, workers=workers, threads_per_worker=threads)
+    result["engine_by_embed_batch"] = {str(engine.embedder.batch_size): result["engine"]["photos_per_s"]}
+    for batch in batch_engines:
+        total = runs[f"engine_embed_batch{batch}"]
+        result["engine_by_embed_batch"][str(batch)] = arm(total.seconds, total.faces)["photos_per_s"]
     result["speedup_photos_per_s"] = result["engine"]["photos_per_s"] / result["naive"]["photos_per_s"]
     result["speedup_vs_naive_engine_graphs"] = (result["engine"]["photos_per_s"]
                                                 / result["naive_engine_graphs"]["photos_per_s"])
     result["speedup_naive_engine_graphs_vs_naive"] = (result["naive_engine_graphs"]["photos_per_s"]
                                                       / result["naive"]["photos_per_s"])
-    result["speedup_per_block"] = [n / e for n, e in zip(runs["naive"][4], runs["engine"][4])]
-    result["same_faces"] = same_faces(e_boxes, e_emb, n_boxes, n_emb)
-    result["same_faces_engine_graphs"] = same_faces(e_boxes, e_emb, g_boxes, g_emb)
+    result["speedup_per_block"] = [a / b for a, b in zip(n.per_block, e.per_block)]
+    result["speedup_vs_naive_engine_graphs_per_block"] = [a / b for a, b in zip(g.per_block, e.per_block)]
+    result["same_faces"] = same_faces(e_boxes, e_emb, n.boxes, n.embeddings)
+    result["same_faces_engine_graphs"] = same_faces(e_boxes, e_emb, g.boxes, g.embeddings)
     result["recall_engine"] = recall_by_size(gt, e_boxes)
     stock_batchable = stock_engine(naive_engine, base, batch_dynamic=True)
+    stock_one_thread = stock_engine(naive_engine, base, batch_dynamic=True, threads=1)
     result["micro_single_session_all_cores"] = {
         "detection_ms_per_image": micro_detection(naive_engine, paths),
         "embedding_ms_per_face_as_shipped": micro_embedding(stock_batchable.embedder),
         "embedding_ms_per_face_engine_graph": micro_embedding(naive_engine.embedder),
     }
-    result["micro_one_thread_engine_graph_ms_per_face"] = micro_embedding(engine.embedder)
+    result["micro_one_thread_ms_per_face"] = {
+        "as_shipped": micro_embedding(stock_one_thread.embedder),
+        "engine_graph": micro_embedding(engine.embedder),
+    }
 
     if args.sweep:
         sweep = []

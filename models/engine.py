@@ -14,7 +14,7 @@ from models.embedder import FaceEmbedder
 from models.graph_fixes import make_batch_dynamic, make_detector_dynamic, rewrite_prelu
 from models.packs import ModelPack, load_pack
 from models.quality import brightness, pose_from_landmarks, sharpness
-from models.runtime import create_session, embed_batch_size
+from models.runtime import CUDA, choose_providers, create_session, embed_batch_size
 from picsort_local.images import DecodedImage, decode_image
 from picsort_local.settings import Settings
 from picsort_local.types import AnalyzedFace, BoundingBox, DetectedFace, FaceQuality
@@ -60,19 +60,21 @@ class PhotoFaces:
         return out
 
 
-def _detector_bytes(pack: ModelPack) -> bytes:
+def _detector_bytes(pack: ModelPack, *, for_cpu: bool = True) -> bytes:
     model = onnx.load(str(pack.detector_path))
     make_detector_dynamic(model)  # in memory: the file on disk stays as verified by its sha256
-    rewrite_prelu(model)
+    if for_cpu:
+        rewrite_prelu(model)
     return bytes(model.SerializeToString())
 
 
-def _embedder_bytes(pack: ModelPack) -> bytes:
+def _embedder_bytes(pack: ModelPack, *, for_cpu: bool = True) -> bytes:
     model = onnx.load(str(pack.embedder_path))
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     if dim0.HasField("dim_value"):
         make_batch_dynamic(model)
-    rewrite_prelu(model)  # SFace and ArcFace R50 are full of PRelu; see graph_fixes for the why
+    if for_cpu:
+        rewrite_prelu(model)  # SFace and ArcFace R50 are full of PRelu; see graph_fixes for the why
     return bytes(model.SerializeToString())
 
 
@@ -99,9 +101,10 @@ class FaceEngine:
             std=det_spec.std,
             bgr=det_spec.channels == "BGR",
         )
-        detector = ScrfdDetector(create_session(_detector_bytes(model_pack), settings), config)
+        for_cpu = CUDA not in choose_providers(settings.device)
+        detector = ScrfdDetector(create_session(_detector_bytes(model_pack, for_cpu=for_cpu), settings), config)
         embedder = FaceEmbedder(
-            create_session(_embedder_bytes(model_pack), settings),
+            create_session(_embedder_bytes(model_pack, for_cpu=for_cpu), settings),
             mean=emb_spec.mean,
             std=emb_spec.std,
             bgr=emb_spec.channels == "BGR",

@@ -145,19 +145,28 @@ def make_detector_dynamic(model: onnx.ModelProto) -> bool:
 
 
 def rewrite_prelu(model: onnx.ModelProto) -> int:
-    """Replace every `PRelu(x, slope)` whose slope is a weight by `slope*x + (1-slope)*Relu(x)`.
+    """Replace every `PRelu(x, slope)` whose slope is a float weight by `slope*x + (1-slope)*Relu(x)`.
 
     Why: onnxruntime's CPU PRelu kernel is slow with a per-channel slope, and it is not one of the ops
     its blocked (NCHWc) convolution layout understands, so every PRelu also converts the tensor out of
     that layout and back. Profiled on SFace (27 PRelus): 48% of the time went to PRelu and another 8% to
     those conversions. Mul-by-constant, Relu and Add stay in the blocked layout (the Mul becomes a
-    depthwise 1x1 convolution, the Add is fused into it): SFace went from 40 to 24 ms a face (1 thread).
-    The result is the same up to float rounding (x >= 0: slope*x + (1-slope)*x; x < 0: slope*x + 0).
-    Graphs without PRelu (SCRFD, MobileFaceNet) are untouched. Returns the number of nodes replaced.
-    """
+    depthwise 1x1 convolution, the Add is fused into it). For the CPU only: CUDA's PRelu is fine.
+    The result is the same up to float rounding (x >= 0: slope*x + (1-slope)*x; x < 0: slope*x + 0),
+    and Mul broadcasts at least as widely as PRelu does (opset 7 on), so every valid slope shape works.
+    Left alone: slopes that are not initializers (Constant nodes, runtime inputs, initializers also
+    declared as graph inputs, which a caller may override), integer slopes, PRelus in subgraphs, and
+    graphs older than opset 7. Graphs without PRelu (SCRFD, MobileFaceNet) are untouched.
+    Returns the number of nodes replaced."""
     graph = model.graph
-    weights = {i.name: i for i in graph.initializer}
-    taken = weights.keys() | {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 7:  # PRelu-6 and Mul-6 broadcast differently
+        return 0
+    inputs = {i.name for i in graph.input}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+    weights = {i.name: i for i in graph.initializer if i.name not in inputs and i.data_type in floats}
+    taken = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output} | inputs
+    complements: dict[str, str] = {}  # slope name -> its (1 - slope) weight, shared like the slope
     nodes: list[onnx.NodeProto] = []
     added: list[onnx.TensorProto] = []
     replaced = 0
@@ -166,12 +175,15 @@ def rewrite_prelu(model: onnx.ModelProto) -> int:
         if slope_name not in weights:
             nodes.append(node)
             continue
-        slope = numpy_helper.to_array(weights[slope_name])
         prefix = f"picsort_prelu{index}"
         while any(name.startswith(prefix) for name in taken):
             prefix += "_"
-        keep_name = f"{prefix}_one_minus_slope"
-        added.append(numpy_helper.from_array((1.0 - slope).astype(slope.dtype), keep_name))
+        keep_name = complements.get(slope_name)
+        if keep_name is None:
+            keep_name = f"{prefix}_one_minus_slope"
+            slope = numpy_helper.to_array(weights[slope_name])
+            added.append(numpy_helper.from_array((1 - slope).astype(slope.dtype), keep_name))
+            complements[slope_name] = keep_name
         x, y = node.input[0], node.output[0]
         nodes += [
             helper.make_node("Mul", [x, slope_name], [f"{prefix}_neg"], name=f"{prefix}_mul_slope"),

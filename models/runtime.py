@@ -94,11 +94,14 @@ def plan_parallelism(settings: Settings) -> tuple[int, int]:
 
 
 def embed_batch_size(settings: Settings) -> int:
-    """Faces per embedder call: what the settings say, else 32 on CUDA (keeps the GPU busy) and 4 on
-    the CPU, where a few faces' activations stay in cache and larger batches got slower per face."""
+    """Faces per embedder call: what the settings say, else 32 on CUDA (keeps the GPU busy). On the
+    CPU, measured with SFace: a one-thread session (the ingest workers on a small box) is fastest one
+    face at a time, a multi-thread session at a few faces (enough work to split, still in cache)."""
     if settings.embed_batch:
         return settings.embed_batch
-    return 32 if CUDA in choose_providers(settings.device) else 4
+    if CUDA in choose_providers(settings.device):
+        return 32
+    return 1 if inference_threads(settings) == 1 else 4
 
 
 def create_session(model: bytes | str | os.PathLike[str], settings: Settings) -> ort.InferenceSession:

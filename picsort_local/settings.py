@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     det_pad_ratio: float = Field(default=0.5, ge=0)
     # Side of that padded whole-photo view; 0 = the detector's training size (640 for SCRFD).
     det_global_size: int = Field(default=320, ge=0, multiple_of=32)
-    # Faces per embedder call; 0 = by device: 4 on CPU (a few faces' 112x112 feature maps stay in
-    # cache; larger batches were slower per face, see the Face engine benchmark), 32 on CUDA.
+    # Faces per embedder call; 0 = by device: 32 on CUDA; on CPU 1 for a one-thread session, else 4
+    # (larger batches were slower per face there, see the Face engine benchmark).
     embed_batch: int = Field(default=0, ge=0)
 
     # --- ingest ---------------------------------------------------------------------------------

@@ -68,6 +68,31 @@ def test_prelu_rewrite_computes_the_same() -> None:
     assert rewrite_prelu(rewritten) == 0  # idempotent: nothing left to rewrite
 
 
+def test_prelu_left_alone_where_the_rewrite_could_change_the_result() -> None:
+    rng = np.random.default_rng(3)
+    # A slope that is also a graph input can be overridden at run time: 1-slope must not be baked in.
+    overridable = _prelu_net(rng)
+    overridable.graph.input.append(helper.make_tensor_value_info("s2", TensorProto.FLOAT, [5]))
+    assert rewrite_prelu(overridable) == 1
+    assert [n.input[1] for n in overridable.graph.node if n.op_type == "PRelu"] == ["s2", "free_slope"]
+    # Before opset 7 PRelu and Mul broadcast differently.
+    old = _prelu_net(rng)
+    del old.opset_import[:]
+    old.opset_import.append(helper.make_opsetid("", 6))
+    assert rewrite_prelu(old) == 0
+
+
+def test_rewrite_is_for_the_cpu_only(engine) -> None:  # type: ignore[no-untyped-def]
+    from models.engine import _embedder_bytes
+    from models.packs import load_pack
+
+    pack = load_pack(engine.settings.models_dir, engine.settings.pack)
+    for_gpu = onnx.load_from_string(_embedder_bytes(pack, for_cpu=False))
+    for_cpu = onnx.load_from_string(_embedder_bytes(pack, for_cpu=True))
+    assert sum(n.op_type == "PRelu" for n in for_gpu.graph.node) == 27
+    assert sum(n.op_type == "PRelu" for n in for_cpu.graph.node) == 0
+
+
 def test_graph_without_prelu_is_untouched(engine) -> None:  # type: ignore[no-untyped-def]
     from models.packs import load_pack
 

@@ -55,9 +55,11 @@ def test_threads() -> None:
 
 
 def test_embed_batch_follows_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PICSORT_EMBED_BATCH", raising=False)
     monkeypatch.setattr(runtime, "available_providers", lambda: list(CPU_BUILD))
-    assert runtime.embed_batch_size(Settings(device="auto")) == 4
+    assert runtime.embed_batch_size(Settings(device="auto", threads=2)) == 4
+    assert runtime.embed_batch_size(Settings(device="auto", threads=1)) == 1
     monkeypatch.setattr(runtime, "available_providers", lambda: list(GPU_BUILD))
-    assert runtime.embed_batch_size(Settings(device="auto")) == 32
-    assert runtime.embed_batch_size(Settings(device="cpu")) == 4
+    assert runtime.embed_batch_size(Settings(device="auto", threads=1)) == 32
+    assert runtime.embed_batch_size(Settings(device="cpu", threads=2)) == 4
     assert runtime.embed_batch_size(Settings(device="auto", embed_batch=7)) == 7
