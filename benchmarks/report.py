@@ -57,7 +57,7 @@ def render() -> str:
                 f"| the same loop on the engine's graphs and sessions ({ng['sessions']}) | {ng['photos_per_s']:.3f} | "
                 f"{ng['faces_per_s']:.2f} | {ng['faces']} |",
                 f"| engine pipeline ({e['engine']['workers']} workers x {e['engine']['threads_per_worker']} thread, "
-                f"{e['embed_batch']} faces per embedder call) | "
+                f"{e['embed_batch']} face{'s' if e['embed_batch'] != 1 else ''} per embedder call) | "
                 f"{e['engine']['photos_per_s']:.3f} | {e['engine']['faces_per_s']:.2f} | {e['engine']['faces']} |",
                 "", f"Speed-up over the FaceAnalysis-style loop: **{e['speedup_photos_per_s']:.3f}x**. Of that, the "
                 f"engine's graphs and sessions give {e['speedup_naive_engine_graphs_vs_naive']:.3f}x in the naive loop, "
