@@ -54,7 +54,7 @@ def render() -> str:
                 "| | photos/s | faces/s | faces found |", "|---|---|---|---|",
                 "| naive per-image loop, FaceAnalysis style: onnxruntime's default sessions on the pack's files as "
                 f"shipped | {e['naive']['photos_per_s']:.3f} | {e['naive']['faces_per_s']:.2f} | {e['naive']['faces']} |",
-                f"| the same loop on the engine's graphs and sessions ({ng['sessions']}) | {ng['photos_per_s']:.3f} | "
+                f"| the same loop on the engine's graphs and sessions ({ng['sessions'].split(', ')[-1]}) | {ng['photos_per_s']:.3f} | "
                 f"{ng['faces_per_s']:.2f} | {ng['faces']} |",
                 f"| engine pipeline ({e['engine']['workers']} workers x {e['engine']['threads_per_worker']} thread, "
                 f"{e['embed_batch']} face{'s' if e['embed_batch'] != 1 else ''} per embedder call) | "
