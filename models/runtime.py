@@ -64,7 +64,7 @@ def choose_providers(device: str, available: Sequence[str] | None = None) -> lis
 
 @functools.cache
 def _log_choice(device: str, chosen: tuple[str, ...]) -> None:
-    # lru_cache makes this log once per distinct choice instead of once per model.
+    # The cache makes this log once per distinct choice instead of once per model.
     logger.info("device=%s -> execution providers %s", device, ", ".join(chosen))
 
 
