@@ -62,6 +62,28 @@ def fill_event(service: PicsortService, event_id: str, n: int, rng: np.random.Ge
     service.catalog.indexes.save(event_id, index)
 
 
+def time_decision(service: PicsortService, event_id: str, seeds: np.ndarray, rounds: int = 5) -> dict[str, float]:
+    """In-process, interleaved: the search decision (crowd normalisation, size-aware tiers, query
+    expansion) against the old path's core (one top-256 search and a fixed cosine bar) on the same
+    event index and queries."""
+    index = service.index_cache.get(event_id, seeds.shape[1])
+    queries = seeds[:50]
+    times: dict[str, list[float]] = {"decision": [], "top256": []}
+    for r in range(rounds):
+        for name in ("decision", "top256") if r % 2 == 0 else ("top256", "decision"):
+            for q in queries:
+                t0 = time.perf_counter()
+                if name == "decision":
+                    service.face_search.match(event_id, q)
+                else:
+                    scores, _ids = index.search(q[None], min(256, len(index)))
+                    _ = scores[0] >= 0.3684
+                times[name].append(time.perf_counter() - t0)
+    out = {f"{k}_p50_ms": float(np.percentile(v, 50) * 1000) for k, v in times.items()}
+    out["ratio_p50"] = out["decision_p50_ms"] / out["top256_p50_ms"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lfw", type=Path, required=True)
@@ -101,6 +123,7 @@ def main() -> None:
                 entry = {"faces": n, "searches": len(lat), "ok": len(ok),
                          "p50_ms": float(np.percentile(ok, 50) * 1000), "p95_ms": float(np.percentile(ok, 95) * 1000),
                          "mean_ms": float(np.mean(ok) * 1000)}
+                entry["decision"] = time_decision(service, created.event.id, seeds)
                 results.append(entry)
                 print(json.dumps(entry), flush=True)
         service.close()

@@ -71,6 +71,9 @@ def _gpu_count() -> int:
         return 0
 
 
+CROWD_SAMPLE = 4096  # faces of an event a query's scores are normalised against
+
+
 class EventIndex:
     """Exact (flat) or approximate (HNSW) inner-product index of one event's faces.
 
@@ -111,6 +114,7 @@ class EventIndex:
         self._gpu_lock = threading.Lock()
         self._gpu_index: Any = None
         self._gpu_resources: Any = None
+        self._crowd: np.ndarray | None = None  # see crowd_sample()
 
     def _new_faiss_index(self) -> Any:
         if self._kind == "flat":
@@ -173,6 +177,36 @@ class EventIndex:
             return stored[live], vectors[live]
         return stored, vectors
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of these live ids, (n, dim) float32, in the order given."""
+        keys = np.ascontiguousarray(ids, dtype=np.int64)
+        if keys.size == 0:
+            return np.zeros((0, self._dim), np.float32)
+        return np.asarray(self._index.reconstruct_batch(keys), dtype=np.float32).reshape(-1, self._dim)
+
+    def vector(self, face_id: int) -> np.ndarray | None:
+        """The stored vector of one live id, or None."""
+        if int(face_id) in self._tombstones:
+            return None
+        try:
+            return self.vectors(np.array([face_id], np.int64))[0]
+        except RuntimeError:  # faiss: id not found
+            return None
+
+    def crowd_sample(self, max_faces: int = CROWD_SAMPLE) -> np.ndarray:
+        """Up to `max_faces` live vectors spread evenly over the event (the same ones until the index
+        changes): the event's crowd, against which the search normalises a query's scores."""
+        sample = self._crowd
+        if sample is None or len(sample) > max_faces:
+            stored = self._stored_ids()
+            if self._tombstones:
+                stored = stored[~np.isin(stored, self._tombstone_array())]
+            picks = stored[np.unique(np.linspace(0, len(stored) - 1, min(max_faces, len(stored))).astype(np.int64))] \
+                if len(stored) else stored
+            sample = self.vectors(picks)
+            self._crowd = sample
+        return sample
+
     def _stored_ids(self) -> np.ndarray:
         return _faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
 
@@ -218,6 +252,7 @@ class EventIndex:
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under new ids. Adding an id that is already present is an error (remove it first)."""
+        self._crowd = None
         id_arr = self._check_ids(ids)
         vec_arr = self._check_vectors(vectors, "vectors")
         if id_arr.shape[0] != vec_arr.shape[0]:
@@ -242,6 +277,7 @@ class EventIndex:
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids (unknown ids are ignored); returns how many were removed."""
+        self._crowd = None
         id_arr = np.unique(self._check_ids(ids))
         if id_arr.size == 0:
             return 0
@@ -263,6 +299,7 @@ class EventIndex:
 
     def compact(self) -> None:
         """Rebuild an HNSW index without its tombstones (no-op for flat or when there are none)."""
+        self._crowd = None
         if not self._tombstones:
             return
         hnsw = _faiss.downcast_index(self._index.index)

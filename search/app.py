@@ -66,6 +66,7 @@ def _error_response(exc: PicsortError) -> JSONResponse:
     elif isinstance(exc, TooManyFacesError):
         status = 422
         body["faces"] = exc.count
+        body["boxes"] = [{"left": b[0], "top": b[1], "width": b[2], "height": b[3]} for b in exc.boxes]
     elif isinstance(exc, NoFaceError):
         status = 422
         body["faces"] = 0
@@ -124,6 +125,7 @@ class FeedbackIn(BaseModel):
 class SavedSearchIn(BaseModel):
     selfie_token: str = Field(min_length=16, max_length=128)
     guest_id: str | None = Field(default=None, min_length=16, max_length=64)
+    show_more: bool = Field(default=False, description="also return the capped \"maybe\" tier")
 
 
 class ForgetIn(BaseModel):
@@ -133,7 +135,8 @@ class ForgetIn(BaseModel):
 
 class ErrorOut(BaseModel):
     """Every error answer. Some add fields: `reason` (a refused image), `faces` (a selfie refused for
-    its face count), `detail` (which fields failed validation)."""
+    its face count) with `boxes` (the competing faces, as shares of the photo: left, top, width,
+    height), `detail` (which fields failed validation)."""
 
     model_config = ConfigDict(extra="allow")
     error: str
@@ -216,6 +219,7 @@ class SearchOut(BaseModel):
     guest_id: str
     outfit: str | None
     results: list[SearchHit]
+    more: int = Field(default=0, description="\"maybe\" photos withheld: search again with show_more to see them")
     selfie_token: str | None = Field(default=None, description="only when the selfie was saved")
 
 
@@ -267,6 +271,7 @@ def _outcome(outcome: SearchOutcome) -> dict[str, Any]:
         "guest_id": outcome.guest_id,
         "outfit": outcome.outfit,
         "results": [vars(h) for h in outcome.hits],
+        "more": outcome.more,
     }
     if outcome.selfie_token:
         body["selfie_token"] = outcome.selfie_token
@@ -434,12 +439,14 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
     async def search(event: GuestEventDep, service: ServiceDep,
                      selfie: Annotated[UploadFile, File(description="a selfie with exactly one face")],
                      save_selfie: Annotated[bool, Form()] = False,
+                     show_more: Annotated[bool, Form(description="also return the capped \"maybe\" tier")] = False,
                      x_guest_id: Annotated[str | None, Header()] = None) -> JSONResponse:
         data = await selfie.read(settings.max_selfie_bytes + 1)
         if len(data) > settings.max_selfie_bytes:
             raise PayloadTooLargeError(f"selfie over {settings.max_selfie_bytes} bytes")
         guest_id = service.guest_id(x_guest_id)
-        outcome = await run_in_threadpool(service.search, event, data, guest_id=guest_id, save_selfie=save_selfie)
+        outcome = await run_in_threadpool(service.search, event, data, guest_id=guest_id, save_selfie=save_selfie,
+                                          show_more=show_more)
         # A plain JSONResponse: hundreds of results through FastAPI's generic encoder cost ~10 ms.
         return JSONResponse(_outcome(outcome))
 
@@ -448,7 +455,7 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
     async def search_saved(event: GuestEventDep, body: SavedSearchIn, service: ServiceDep) -> JSONResponse:
         guest_id = service.guest_id(body.guest_id)
         outcome = await run_in_threadpool(service.search, event, None, guest_id=guest_id,
-                                          selfie_token=body.selfie_token)
+                                          selfie_token=body.selfie_token, show_more=body.show_more)
         return JSONResponse(_outcome(outcome))
 
     @app.post("/api/e/{token}/feedback", tags=["guest"], response_model=StatusOut,

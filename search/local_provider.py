@@ -6,8 +6,10 @@ Mapping:
 - IndexFaces stores a photo row (sizes only: like Rekognition, no image is kept), face rows and
   vectors in the event's index, and gives every face a random FaceId (`rek_faces`); all faces of
   one call share one random ImageId;
-- Similarity is `Tiers.similarity` (0-100, 80 = the pack's high-confidence tier), so the default
-  FaceMatchThreshold of 80 means "high confidence"; Confidence is the detection score x 100.
+- SearchFaces/SearchFacesByImage use the guest search's decision (`search.decision`): Similarity is
+  its event-normalised 0-100 scale (80 = the high tier: 0.05 strangers per search at any collection
+  size), so the default FaceMatchThreshold of 80 means "high confidence". CompareFaces compares one
+  pair (no crowd) on `Tiers.similarity`. Confidence is the detection score x 100.
 
 Writes to a collection are serialised per event in this process, with the ingest's crash-safety
 order: faces are inserted 'pending', the index snapshot is published, then the faces are committed
@@ -79,6 +81,8 @@ from picsort_local.provider import (
     collection_arn,
 )
 from picsort_local.settings import Settings
+from search.calibration import crowd_model
+from search.decision import FaceSearch
 from search.tiers import Tiers, tiers_for
 from storage.metadata import RekFaceRow
 
@@ -215,11 +219,13 @@ class LocalProvider:
     """Rekognition's face operations on this machine. Safe to share between threads."""
 
     def __init__(self, catalog: Catalog, engine: FaceEngine, tiers: Tiers, *,
-                 index_cache: IndexCache | None = None, region: str = "us-east-1") -> None:
+                 index_cache: IndexCache | None = None, face_search: FaceSearch | None = None,
+                 region: str = "us-east-1") -> None:
         self.catalog = catalog
         self.engine = engine
-        self.tiers = tiers
+        self.tiers = tiers  # CompareFaces only: a decision about one pair, not a search
         self.index_cache = index_cache or IndexCache(catalog.indexes)
+        self.face_search = face_search or FaceSearch(self.index_cache, self.dim, crowd_model(engine.pack_name))
         self.region = region or "us-east-1"
         self.face_model_version = engine.pack_name or "picsort"
         self._collections_lock = threading.Lock()
@@ -233,7 +239,7 @@ class LocalProvider:
     def from_service(cls, service: PicsortService) -> LocalProvider:
         """The provider sharing the HTTP service's engine, catalog and index cache."""
         return cls(service.catalog, service.engine, service.tiers, index_cache=service.index_cache,
-                   region=service.settings.rekognition_region)
+                   face_search=service.face_search, region=service.settings.rekognition_region)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalProvider:
@@ -324,22 +330,13 @@ class LocalProvider:
 
     def _search(self, event_id: str, embedding: np.ndarray, threshold: float, max_faces: int,
                 exclude: int | None = None) -> tuple[FaceMatch, ...]:
-        index = self.index_cache.get(event_id, self.dim)
-        total = len(index)
-        if total == 0:
-            return ()
-        # A little over-fetch: the searched face itself and vectors without a FaceId (photos added
-        # through the host API) are skipped below.
-        k = min(total, max_faces + 16)
-        scores, ids = index.search(np.asarray(embedding, np.float32)[None], k)
-        valid = ids[0] >= 0
-        sims = self.tiers.similarity(scores[0][valid])
-        found = ids[0][valid]
-        keep = sims >= threshold
-        candidates = [(float(s), int(i)) for s, i in zip(sims[keep], found[keep]) if int(i) != exclude]
-        rows = {r.face_id: r for r in self.catalog.meta.rek_faces_by_face_id(event_id, [i for _, i in candidates])}
-        matches = [FaceMatch(similarity=s, face=self._face(rows[i])) for s, i in candidates if i in rows]
-        return tuple(matches[:max_faces])
+        """The guest search's decision (search.decision), down to FaceMatchThreshold on its scale."""
+        matches = self.face_search.match(event_id, embedding, min_similarity=threshold, exclude=exclude)
+        # Vectors without a FaceId (photos added through the host API) are skipped below.
+        rows = {r.face_id: r for r in self.catalog.meta.rek_faces_by_face_id(event_id, matches.face_ids.tolist())}
+        found = [FaceMatch(similarity=float(s), face=self._face(rows[i]))
+                 for s, i in zip(matches.similarity().tolist(), matches.face_ids.tolist()) if i in rows]
+        return tuple(found[:max_faces])
 
     # ---- collections ---------------------------------------------------------------------------
     def create_collection(self, collection_id: str) -> CreatedCollection:
@@ -510,13 +507,10 @@ class LocalProvider:
         if not rows:
             raise InvalidRequestError(f"FaceId {face_id} is not in the collection {collection_id}")
         target = rows[0].face_id
-        # EventIndex keeps no id -> vector lookup; one pass over the flat storage is O(faces) and
-        # still well under the embedding cost of a SearchFacesByImage.
-        ids, vectors = self.index_cache.get(event_id, self.dim).all_vectors()
-        where = np.flatnonzero(ids == target)
-        if where.size == 0:
+        vector = self.face_search.vector(event_id, target)
+        if vector is None:
             raise InvalidRequestError(f"FaceId {face_id} is not in the collection {collection_id}")
-        matches = self._search(event_id, vectors[int(where[0])], threshold, max_faces, exclude=target)
+        matches = self._search(event_id, vector, threshold, max_faces, exclude=target)
         return SearchFacesResult(face_id, matches, self.face_model_version)
 
     def search_faces_by_image(self, collection_id: str, image_bytes: bytes,

@@ -18,12 +18,15 @@ import numpy as np
 
 from indexer.events import Catalog, CreatedEvent, hash_token
 from indexer.ingest import Ingestor, IngestReport, photo_key
-from indexer.outfit import delta_e, outfit_colours
+from indexer.outfit import colour_name, delta_e, outfit_colours
 from indexer.vector_index import IndexCache
 from models.engine import FaceEngine
 from models.runtime import plan_parallelism
 from picsort_local.errors import InvalidRequestError, NotFoundError, PicsortError
+from picsort_local.main_face import choose_main_face
 from picsort_local.settings import Settings
+from search.calibration import crowd_model
+from search.decision import FaceSearch, Policy
 from search.signing import UrlSigner, load_or_create_secret
 from search.tiers import Tiers, tiers_for
 from storage.metadata import EventRow
@@ -39,11 +42,15 @@ class NoFaceError(PicsortError):
 
 
 class TooManyFacesError(PicsortError):
+    """Two or more faces are equally plausible as the guest's (similar size near the centre)."""
+
     code = "too_many_faces"
 
-    def __init__(self, count: int) -> None:
-        super().__init__(f"{count} faces found: please retake the selfie with only your face in the frame")
+    def __init__(self, count: int, boxes: tuple[tuple[float, float, float, float], ...] = ()) -> None:
+        super().__init__(f"{count} faces of similar size near the centre: please retake the selfie "
+                         "with only your face in the middle of the frame")
         self.count = count
+        self.boxes = boxes  # (left, top, width, height) as shares of the photo, the competing faces
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class SearchOutcome:
     hits: list[SearchHit]
     selfie_token: str | None = None
     outfit: str | None = None  # colour name used for the outfit pass, if any
+    more: int = 0  # "maybe" photos withheld (ask again with show_more)
 
 
 @dataclass
@@ -85,6 +93,8 @@ class PicsortService:
         self.tiers: Tiers = tiers_for(self.engine.pack_name, settings.search_low_threshold, settings.search_high_threshold)
         self.signer = UrlSigner(load_or_create_secret(settings.data_dir / "url-signing.key"), settings.signed_url_ttl_s)
         self.index_cache = IndexCache(self.catalog.indexes)
+        self.face_search = FaceSearch(self.index_cache, self.engine.embedder.dim or 128,
+                                      crowd_model(self.engine.pack_name), Policy())
         # Ingest jobs run one at a time per service (they share the cores with searches).
         self.ingest_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
         self.jobs: dict[str, JobState] = {}
@@ -242,27 +252,30 @@ class PicsortService:
         not count, so a selfie in a crowded room still works."""
         image = self.engine.decode(data, reduced=False)
         # A selfie's face fills a good part of the frame: skip the pyramid levels for small faces.
-        min_face = max(self.settings.min_face_px, 0.08 * min(image.original.width, image.original.height))
+        w, h = image.original.width, image.original.height
+        min_face = max(self.settings.min_face_px, 0.08 * min(w, h))
         faces = self.engine.analyze(image, detector=self.engine.with_min_face(min_face))
-        if len(faces) == 0:
+        boxes = faces.detections.boxes
+        choice = choose_main_face(boxes, w, h)
+        if choice.index is None:
             raise NoFaceError("no face found: take the selfie facing the camera, in good light")
-        heights = faces.detections.boxes[:, 3] - faces.detections.boxes[:, 1]
-        main = heights >= 0.5 * heights.max()
-        if int(main.sum()) > 1:
-            raise TooManyFacesError(int(main.sum()))
-        i = int(np.argmax(heights))
-        return faces.embeddings[i], image, faces.detections.boxes[i]
+        if choice.ambiguous:
+            competing = (choice.index, *choice.rivals)
+            raise TooManyFacesError(len(competing), tuple(
+                (float(boxes[i, 0] / w), float(boxes[i, 1] / h), float((boxes[i, 2] - boxes[i, 0]) / w),
+                 float((boxes[i, 3] - boxes[i, 1]) / h)) for i in competing))
+        return faces.embeddings[choice.index], image, boxes[choice.index]
 
     def search(self, event: EventRow, data: bytes | None, *, guest_id: str, save_selfie: bool = False,
-               selfie_token: str | None = None, limit: int = 300) -> SearchOutcome:
+               selfie_token: str | None = None, limit: int = 300, show_more: bool = False) -> SearchOutcome:
         # Waiting here rather than in the CPU run queue: the same latency for guests, and the ingest's
         # workers keep their share of the cores.
         with self._search_slots:
             return self._search(event, data, guest_id=guest_id, save_selfie=save_selfie,
-                                selfie_token=selfie_token, limit=limit)
+                                selfie_token=selfie_token, limit=limit, show_more=show_more)
 
     def _search(self, event: EventRow, data: bytes | None, *, guest_id: str, save_selfie: bool,
-                selfie_token: str | None, limit: int) -> SearchOutcome:
+                selfie_token: str | None, limit: int, show_more: bool) -> SearchOutcome:
         started = time.perf_counter()
         selfie_outfit = None
         new_token = None
@@ -276,53 +289,40 @@ class PicsortService:
             embedding = self._saved_embedding(event, selfie_token)
         else:
             raise InvalidRequestError("send a selfie image or a saved selfie token")
-        hits, outfit_name = self._match(event, embedding, guest_id, selfie_outfit, limit)
+        hits, outfit_name, more = self._match(event, embedding, guest_id, selfie_outfit, limit, show_more)
         self.metrics["searches"] += 1
         logger.debug("search in %s took %.1f ms", event.id, (time.perf_counter() - started) * 1000)
-        return SearchOutcome(guest_id=guest_id, hits=hits, selfie_token=new_token, outfit=outfit_name)
+        return SearchOutcome(guest_id=guest_id, hits=hits, selfie_token=new_token, outfit=outfit_name, more=more)
 
     def _match(self, event: EventRow, embedding: np.ndarray, guest_id: str, selfie_outfit: np.ndarray | None,
-               limit: int) -> tuple[list[SearchHit], str | None]:
-        meta = self.catalog.meta
-        dim = self.engine.embedder.dim or 128
-        index = self.index_cache.get(event.id, dim)
-        hidden = meta.hidden_photos(event.id, guest_id)
-        # Top-k with a large k is slow on a big flat index (heap of k per query), and a guest is in
-        # few photos: ask for 256 and widen only while every returned face is still above the bar.
-        query = embedding[None].astype(np.float32)
-        k = min(max(len(index), 1), 256)
-        while True:
-            scores, ids = index.search(query, k)
-            if k >= min(len(index), 1024) or scores[0][-1] < self.tiers.low:
-                break
-            k = min(k * 4, 1024, len(index))
-        keep = (ids[0] >= 0) & (scores[0] >= self.tiers.low)
-        scores, ids = scores[0][keep], ids[0][keep]
-        faces = meta.face_photos(event.id, ids.tolist())
-        best: dict[str, tuple[float, int]] = {}
-        for score, fid in zip(scores.tolist(), ids.tolist()):
+               limit: int, show_more: bool) -> tuple[list[SearchHit], str | None, int]:
+        matches = self.face_search.match(event.id, embedding)
+        hidden = self.catalog.meta.hidden_photos(event.id, guest_id)
+        faces = self.catalog.meta.face_photos(event.id, matches.face_ids.tolist())
+        best: dict[str, int] = {}  # photo -> row of its best face in `matches` (best first)
+        for row, fid in enumerate(matches.face_ids.tolist()):
             found = faces.get(fid)
-            if found is None or found[0] in hidden:
-                continue
-            if found[0] not in best or score > best[found[0]][0]:
-                best[found[0]] = (score, fid)
-        hits = []
-        sims = self.tiers.similarity(np.array([s for s, _ in best.values()], np.float32))
-        for (photo_id, (score, _)), sim in zip(best.items(), sims):
-            hits.append(self._hit(event.id, photo_id, self.tiers.tier(score) or "low", float(sim), "face"))
+            if found is not None and found[0] not in hidden and found[0] not in best:
+                best[found[0]] = row
+        sims = matches.similarity()
+        high = [p for p, row in best.items() if matches.thresholds.tier(float(matches.z[row])) == "high"]
+        high_set = set(high)
+        maybe = [p for p in best if p not in high_set][: self.face_search.policy.maybe_max_photos]
+        shown = high + (maybe if show_more else [])
+        hits = [self._hit(event.id, p, "high" if i < len(high) else "low", float(sims[best[p]]), "face")
+                for i, p in enumerate(shown)]
         # outfit pass: the guest's colour from their own high-confidence photos, else the selfie torso
-        high_labs = [faces[fid][1] for s, fid in best.values() if s >= self.tiers.high and faces[fid][1] is not None]
+        high_labs = [faces[int(matches.face_ids[best[p]])][1] for p in high]
+        high_labs = [lab for lab in high_labs if lab is not None]
         guest_lab = np.median(np.array(high_labs, np.float32), axis=0) if high_labs else selfie_outfit
         outfit_name = None
         if guest_lab is not None:
-            from indexer.outfit import colour_name
-
             outfit_name = colour_name(np.asarray(guest_lab, np.float32)[None])[0]
             hits += self._outfit_hits(event.id, guest_lab, set(best) | hidden)
         order = {"high": 0, "low": 1}
         hits.sort(key=lambda h: (order[h.tier], h.badge != "face", -h.similarity))
         # URLs are signed only for what is returned (an HMAC per URL adds up on big events).
-        return [self._sign(event.id, h) for h in hits[:limit]], outfit_name
+        return [self._sign(event.id, h) for h in hits[:limit]], outfit_name, 0 if show_more else len(maybe)
 
     def _outfit_hits(self, event_id: str, guest_lab: np.ndarray, exclude: set[str]) -> list[SearchHit]:
         """People found without a visible face (bodies), in the guest's outfit colour, in photos the

@@ -88,6 +88,8 @@ class FakeService:
         self.hides: list[tuple[str, str, str]] = []
         self.forgets: list[tuple[str | None, str | None]] = []
         self.hits: list[SearchHit] = list(HITS)
+        self.withheld: list[SearchHit] = []  # the "maybe" tier, returned only with show_more
+        self.show_more: list[bool] = []
         self.error: Exception | None = None
 
     def resume_pending(self) -> list[object]:  # called at start-up by the app's lifespan
@@ -104,13 +106,16 @@ class FakeService:
         return given or GUEST
 
     def search(self, event: EventRow, data: bytes | None, *, guest_id: str, save_selfie: bool = False,
-               selfie_token: str | None = None, limit: int = 500) -> SearchOutcome:
+               selfie_token: str | None = None, limit: int = 500, show_more: bool = False) -> SearchOutcome:
         with self.lock:
             self.searches.append({"event": event.id, "data": data, "guest_id": guest_id, "save_selfie": save_selfie})
+            self.show_more.append(show_more)
         if self.error is not None:
             raise self.error
-        return SearchOutcome(guest_id=guest_id, hits=list(self.hits), outfit="red",
-                             selfie_token=SELFIE_TOKEN if save_selfie else None)
+        hits = list(self.hits) + (list(self.withheld) if show_more else [])
+        return SearchOutcome(guest_id=guest_id, hits=hits, outfit="red",
+                             selfie_token=SELFIE_TOKEN if save_selfie else None,
+                             more=0 if show_more else len(self.withheld))
 
     def hide(self, event: EventRow, guest_id: str, photo_id: str) -> None:
         with self.lock:
@@ -238,7 +243,7 @@ def test_kiosk_search_hide_error_forget(page: Page, kiosk: tuple[str, FakeServic
     fake.error = TooManyFacesError(2)
     page.check("#save-selfie")
     page.click("#search-button")
-    expect(page.locator("#status")).to_contain_text("2 faces found: please retake")
+    expect(page.locator("#status")).to_contain_text("2 faces of similar size near the centre: please retake")
     assert page.locator("#status").get_attribute("role") == "alert"
     expect(cards).to_have_count(0)
     assert fake.given_guest_ids[-1] == GUEST
@@ -262,6 +267,32 @@ def test_kiosk_search_hide_error_forget(page: Page, kiosk: tuple[str, FakeServic
     # self-contained page: every request went to the app itself (or a local blob: preview)
     outside = [u for u in requested if not u.startswith((kiosk[0] + "/", "blob:", "data:"))]
     assert outside == [], outside
+
+
+def test_show_more_asks_again_for_the_maybe_tier(page: Page, kiosk: tuple[str, FakeService]) -> None:
+    """The "maybe" tier is withheld by the service; the page offers it behind an explicit button."""
+    from playwright.sync_api import expect
+
+    fake = kiosk[1]
+    fake.hits = [HITS[1], HITS[3]]
+    fake.withheld = [_hit("p7", "low", 52.0, "face"), _hit("p8", "low", 50.5, "face")]
+    page.goto(f"/e/{TOKEN}")
+    selfie = jpeg_bytes(gradient(120, 160))
+    picked: FilePayload = {"name": "me.jpg", "mimeType": "image/jpeg", "buffer": selfie}
+    page.set_input_files("#file-input", files=[picked])
+    page.check("#save-selfie")
+    page.click("#search-button")
+    cards = page.locator("#results .result-card")
+    expect(cards).to_have_count(2)
+    expect(page.locator("#show-more")).to_contain_text("Show 2 less certain photos")
+    page.click("#show-more")
+    expect(cards).to_have_count(4)
+    expect(page.locator('.result-card[data-photo-id="p7"]')).to_have_attribute("data-tier", "low")
+    expect(page.locator("#show-more")).to_have_count(0)
+    assert fake.show_more == [False, True]
+    # asking for more repeats the search: the opted-in selfie is not stored a second time
+    assert [s["save_selfie"] for s in fake.searches] == [True, False]
+    assert [s["data"] for s in fake.searches] == [selfie, selfie]
 
 
 def test_camera_capture_searches(page: Page, kiosk: tuple[str, FakeService]) -> None:
