@@ -50,7 +50,7 @@ from models.engine import FaceEngine
 from picsort_local.main_face import choose_main_face
 from picsort_local.settings import Settings
 from search.calibration import crowd_model
-from search.decision import CrowdModel, Policy, crowd_stats, decide, thresholds_for
+from search.decision import CrowdModel, Policy, crowd_stats, decide, maybe_tier, score_faces, thresholds_for
 from search.tiers import Tiers
 
 logger = logging.getLogger(__name__)
@@ -179,8 +179,15 @@ def run_decision(event: Event, index: EventIndex, query: np.ndarray, decision: s
         members = np.nonzero(np.isin(clusters, np.unique(clusters[high_rows])))[0]
         high_rows = np.union1d(high_rows, members[members != exclude])
     high = {int(event.photo[i]) for i in high_rows}
-    maybe = _unique([int(event.photo[i]) for i in m.face_ids[~is_high] if int(event.photo[i]) not in high])
-    return Outcome(high, maybe, best)
+    candidates = [int(event.photo[i]) for i in m.face_ids[~is_high] if int(event.photo[i]) not in high]
+    group: list[int] = []
+    if clusters is not None and high_rows.size:  # as the service does: the rest of the guest's groups
+        mates = np.nonzero(np.isin(clusters, np.unique(clusters[high_rows])))[0]
+        mates = mates[(mates != exclude) & ~np.isin(event.photo[mates], list(high))]
+        z = score_faces(index, query, mates, crowd)
+        order = np.argsort(-z, kind="stable")
+        group = [int(event.photo[i]) for i in mates[order[np.isfinite(z[order])]]]
+    return Outcome(high, maybe_tier(group, candidates, policy), best)
 
 
 def _unique(items: list[int]) -> list[int]:
@@ -191,8 +198,7 @@ def evaluate(event: Event, decisions: list[str], crowd: CrowdModel, policy: Poli
     index = EventIndex(event.vectors.shape[1])
     ids = np.arange(len(event.vectors), dtype=np.int64)
     index.add(ids, event.vectors)
-    needs_groups = any(d.startswith("person-level") for d in decisions)
-    clusters = grouping.cluster(event.vectors, photos=event.photo).labels if needs_groups else None
+    clusters = grouping.cluster(event.vectors, photos=event.photo).labels
     photos_of: dict[str, set[int]] = {}
     for p in np.unique(event.photo):
         photos_of.setdefault(str(event.person[p]), set()).add(int(p))
@@ -209,9 +215,8 @@ def evaluate(event: Event, decisions: list[str], crowd: CrowdModel, policy: Poli
             t["tp"].append(len(out.high & truth))
             t["fp"].append(len(out.high - truth))
             t["truth"].append(len(truth))
-            capped = out.maybe[: policy.maybe_max_photos]
-            t["m_tp"].append(sum(1 for p in capped if p in truth))
-            t["m_fp"].append(sum(1 for p in capped if p not in truth))
+            t["m_tp"].append(sum(1 for p in out.maybe if p in truth))
+            t["m_fp"].append(sum(1 for p in out.maybe if p not in truth))
             t["sims"] += [v for p, v in out.high_similarity.items() if p in truth]
         index.add(np.array([q]), event.vectors[q][None])
     n_faces = len(event.vectors)
@@ -227,7 +232,7 @@ def evaluate(event: Event, decisions: list[str], crowd: CrowdModel, policy: Poli
                      "recall_all_photos": float(tp.sum() / max(truths.sum(), 1)),
                      "strangers_mean": float(fp.mean()), "strangers_p95": float(np.percentile(fp, 95)),
                      "searches_with_stranger": float((fp > 0).mean())},
-            "maybe_capped": {"correct": int(m_tp.sum()), "returned": int(m_tp.sum() + m_fp.sum()),
+            "maybe_shown": {"correct": int(m_tp.sum()), "returned": int(m_tp.sum() + m_fp.sum()),
                              "strangers_mean": float(m_fp.mean()),
                              "recall_gain": float(m_tp.sum() / max(truths.sum(), 1))},
             "similarity_of_true_high": ({"p10": float(np.percentile(sims, 10)), "median": float(np.median(sims)),
@@ -284,20 +289,20 @@ def extrapolate(events: list[dict[str, Any]], crowd: CrowdModel, policy: Policy,
 def evaluate_mixed(event: MixedEvent, decisions: list[str], crowd: CrowdModel, policy: Policy) -> dict[str, Any]:
     index = EventIndex(event.vectors.shape[1])
     index.add(np.arange(len(event.vectors), dtype=np.int64), event.vectors)
+    clusters = grouping.cluster(event.vectors, photos=event.photo).labels
     as_event = Event("mixed", event.vectors, event.photo, np.array([""] * event.photos), np.zeros(0, np.int64))
     out: dict[str, Any] = {"photos": event.photos, "faces": len(event.vectors), "searches": len(event.selfies),
                            "decisions": {}}
     for d in decisions:
         tp, fp, truth, m_tp, m_fp = [], [], [], [], []
         for guest, vector in event.selfies:
-            got = run_decision(as_event, index, vector, d, crowd, policy, None)
+            got = run_decision(as_event, index, vector, d, crowd, policy, clusters)
             t = event.truth[guest]
             tp.append(len(got.high & t))
             fp.append(len(got.high - t))
             truth.append(len(t))
-            capped = got.maybe[: policy.maybe_max_photos]
-            m_tp.append(sum(1 for p in capped if p in t))
-            m_fp.append(len(capped) - m_tp[-1])
+            m_tp.append(sum(1 for p in got.maybe if p in t))
+            m_fp.append(len(got.maybe) - m_tp[-1])
         a, b, c = np.array(tp, float), np.array(fp, float), np.array(truth, float)
         out["decisions"][d] = {"precision": float(a.sum() / max(a.sum() + b.sum(), 1)),
                                "recall_per_search": float((a / np.maximum(c, 1)).mean()),
@@ -465,7 +470,9 @@ def _plot(result: dict[str, Any], path: Path) -> None:
             axes[0].plot([row["faces"]], [row["tolerance 0.6"]["strangers_mean"]], "x", color="grey")
             axes[1].plot([row["faces"]], [row["tolerance 0.6"]["recall_per_search"]], "x", color="grey")
     axes[0].plot([], [], "x", color="grey", label="face_recognition (dlib), tolerance 0.6")
+    axes[0].axhline(result["policy"]["high_strangers"], ls=":", color="black", label="policy: strangers per search")
     axes[0].set_yscale("symlog", linthresh=0.01)
+    axes[0].set_ylim(bottom=0)
     axes[0].set_ylabel("strangers per search, high tier")
     axes[1].set_ylabel("recall per search, high tier")
     for ax in axes:

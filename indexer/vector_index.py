@@ -178,10 +178,13 @@ class EventIndex:
         return stored, vectors
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of these live ids, (n, dim) float32, in the order given."""
+        """The stored vectors of these live ids, (n, dim) float32, in the order given. RuntimeError
+        when any of them is not a live id."""
         keys = np.ascontiguousarray(ids, dtype=np.int64)
         if keys.size == 0:
             return np.zeros((0, self._dim), np.float32)
+        if self._tombstones and np.isin(keys, self._tombstone_array()).any():
+            raise RuntimeError("some ids were removed")  # as faiss does for ids it does not hold
         return np.asarray(self._index.reconstruct_batch(keys), dtype=np.float32).reshape(-1, self._dim)
 
     def vector(self, face_id: int) -> np.ndarray | None:

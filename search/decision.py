@@ -15,7 +15,8 @@ FAR 1e-3, 13 strangers in a 13k-face event). The decision here controls stranger
    faces, benchmarks/bench_event_scale.py) gives the share of stranger faces reaching each z. The
    high tier starts where N x share = `Policy.high_strangers` (0.05 strangers per search on
    average), the "maybe" tier where it reaches `Policy.maybe_strangers`; so both tighten as the
-   event grows, and mean the same number of strangers at any size.
+   event grows, and mean the same number of strangers at any size. A crowd estimated from few faces
+   is uncertain, which lets more strangers through: the bars rise by `Policy.crowd_margin / sqrt(n)`.
 3. Query expansion: the guest's most confident faces in this event (z at least
    `Policy.seed_margin` above the high threshold; same light and camera as the rest of the event)
    are averaged into the query, and the candidates are scored again; a face keeps its better score.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -79,7 +81,8 @@ class CrowdModel:
 class Policy:
     high_strangers: float = 0.05  # expected strangers per search in the high tier
     maybe_strangers: float = 1.0  # expected strangers per search down to the "maybe" floor
-    maybe_max_photos: int = 3  # the "maybe" tier is capped (and shown only on request)
+    maybe_max_photos: int = 3  # the "maybe" tier's own candidates are capped (and shown only on request)
+    group_max_photos: int = 12  # photos of the guest's person groups offered in the "maybe" tier
     # The crowd's centre and spread are estimates from n faces; their error makes strangers' z wander
     # and lets more through than the model says (most in small events): thresholds rise by
     # crowd_margin x z / sqrt(n).
@@ -198,6 +201,21 @@ def decide(index: EventIndex, query: np.ndarray, crowd: CrowdModel, policy: Poli
                    thresholds)
 
 
+def score_faces(index: EventIndex, embedding: np.ndarray, face_ids: np.ndarray, crowd: CrowdModel) -> np.ndarray:
+    q = np.ascontiguousarray(embedding, np.float32).reshape(-1)
+    ids = np.asarray(face_ids, np.int64)
+    mean, spread = crowd_stats(index, q[None], crowd)
+    try:
+        vectors = index.vectors(ids)
+        live = np.ones(len(ids), bool)
+    except RuntimeError:  # a face left the index meanwhile (a delete): look them up one by one
+        found = [index.vector(int(i)) for i in ids]
+        live = np.array([v is not None for v in found], bool)
+        vectors = np.array([v if v is not None else np.zeros_like(q) for v in found], np.float32).reshape(-1, q.size)
+    z = ((vectors @ q - mean[0]) / spread[0]).astype(np.float32)
+    return np.where(live, z, -np.inf).astype(np.float32)
+
+
 def _expand(index: EventIndex, query: np.ndarray, ids: np.ndarray, z: np.ndarray, thresholds: Thresholds,
             policy: Policy, crowd: CrowdModel) -> np.ndarray:
     """Query expansion with the guest's most confident faces; each candidate keeps its better z.
@@ -215,6 +233,20 @@ def _expand(index: EventIndex, query: np.ndarray, ids: np.ndarray, z: np.ndarray
     return np.maximum(z, z2)
 
 
+P = TypeVar("P")
+
+
+def maybe_tier(group: list[P], candidates: list[P], policy: Policy) -> list[P]:
+    """The "maybe" tier as shown (on request): first the other photos of the person groups that the
+    guest's high-tier faces belong to (the host's grouping says they are the same person; best scored
+    first), then the decision's own below-high candidates. `group` and `candidates` hold no high-tier
+    photo; the result has no duplicate."""
+    shown = list(dict.fromkeys(group))[: policy.group_max_photos]
+    seen = set(shown)
+    extra = [p for p in dict.fromkeys(candidates) if p not in seen][: policy.maybe_max_photos]
+    return shown + extra
+
+
 class FaceSearch:
     """The decision bound to an event's index (shared by the guest service and the Rekognition API)."""
 
@@ -228,6 +260,12 @@ class FaceSearch:
               exclude: int | None = None) -> Matches:
         index = self.indexes.get(event_id, self.dim)
         return decide(index, embedding, self.crowd, self.policy, min_similarity=min_similarity, exclude=exclude)
+
+    def score(self, event_id: str, embedding: np.ndarray, face_ids: np.ndarray) -> np.ndarray:
+        """Plain crowd-normalised z of these faces of the event (no expansion); faces gone from the
+        index score -inf."""
+        index = self.indexes.get(event_id, self.dim)
+        return score_faces(index, embedding, face_ids, self.crowd)
 
     def vector(self, event_id: str, face_id: int) -> np.ndarray | None:
         return self.indexes.get(event_id, self.dim).vector(face_id)

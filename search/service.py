@@ -26,7 +26,7 @@ from picsort_local.errors import InvalidRequestError, NotFoundError, PicsortErro
 from picsort_local.main_face import choose_main_face
 from picsort_local.settings import Settings
 from search.calibration import crowd_model
-from search.decision import FaceSearch, Policy
+from search.decision import FaceSearch, Matches, Policy, maybe_tier
 from search.signing import UrlSigner, load_or_create_secret
 from search.tiers import Tiers, tiers_for
 from storage.metadata import EventRow
@@ -307,9 +307,12 @@ class PicsortService:
         sims = matches.similarity()
         high = [p for p, row in best.items() if matches.thresholds.tier(float(matches.z[row])) == "high"]
         high_set = set(high)
-        maybe = [p for p in best if p not in high_set][: self.face_search.policy.maybe_max_photos]
+        similarity = {p: float(sims[row]) for p, row in best.items() if p not in high_set}
+        group = self._group_photos(event.id, embedding, matches, high_set | hidden, similarity)
+        maybe = maybe_tier(group, [p for p in best if p not in high_set], self.face_search.policy)
         shown = high + (maybe if show_more else [])
-        hits = [self._hit(event.id, p, "high" if i < len(high) else "low", float(sims[best[p]]), "face")
+        hits = [self._hit(event.id, p, "high" if i < len(high) else "low",
+                          float(sims[best[p]]) if p in high_set else similarity[p], "face")
                 for i, p in enumerate(shown)]
         # outfit pass: the guest's colour from their own high-confidence photos, else the selfie torso
         high_labs = [faces[int(matches.face_ids[best[p]])][1] for p in high]
@@ -318,11 +321,29 @@ class PicsortService:
         outfit_name = None
         if guest_lab is not None:
             outfit_name = colour_name(np.asarray(guest_lab, np.float32)[None])[0]
-            hits += self._outfit_hits(event.id, guest_lab, set(best) | hidden)
+            hits += self._outfit_hits(event.id, guest_lab, set(best) | set(group) | hidden)
         order = {"high": 0, "low": 1}
         hits.sort(key=lambda h: (order[h.tier], h.badge != "face", -h.similarity))
         # URLs are signed only for what is returned (an HMAC per URL adds up on big events).
         return [self._sign(event.id, h) for h in hits[:limit]], outfit_name, 0 if show_more else len(maybe)
+
+    def _group_photos(self, event_id: str, embedding: np.ndarray, matches: Matches, exclude: set[str],
+                      similarity: dict[str, float]) -> list[str]:
+        """Photos of the person groups that the guest's high-tier faces belong to, outside `exclude`,
+        best scored first; their similarity is added to `similarity`."""
+        high_ids = matches.face_ids[matches.z >= matches.thresholds.high].tolist()
+        mates = [(fid, pid) for fid, pid in self.catalog.meta.person_mates(event_id, high_ids) if pid not in exclude]
+        if not mates:
+            return []
+        z = self.face_search.score(event_id, embedding, np.array([fid for fid, _ in mates], np.int64))
+        sims = matches.thresholds.similarity(z)
+        order: list[str] = []
+        for i in np.argsort(-z, kind="stable").tolist():
+            pid = mates[i][1]
+            if np.isfinite(z[i]) and pid not in similarity:
+                similarity[pid] = float(sims[i])
+                order.append(pid)
+        return order
 
     def _outfit_hits(self, event_id: str, guest_lab: np.ndarray, exclude: set[str]) -> list[SearchHit]:
         """People found without a visible face (bodies), in the guest's outfit colour, in photos the

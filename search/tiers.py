@@ -1,4 +1,7 @@
-"""Confidence tiers and the 0-100 similarity scale.
+"""The per-pair 0-100 similarity scale, for comparing two faces without an event (CompareFaces).
+
+Searches in an event do not use it: a per-pair false-accept rate lets strangers grow with the event.
+They use `search.decision` (crowd-normalised, thresholds from the event size).
 
 Calibrated per model pack on LFW (`picsort eval lfw`, all 6,000 pairs, plain embeddings):
 - high tier: cosine >= the threshold at which 0.1% of different-person pairs are accepted

@@ -133,6 +133,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE saved_selfies ADD COLUMN event_id TEXT REFERENCES events(id) ON DELETE CASCADE;
     CREATE INDEX saved_selfies_event ON saved_selfies(event_id);
     """,
+    # 5: the search offers the rest of a guest's person group (faces by person).
+    """
+    CREATE INDEX faces_person ON faces(person_id);
+    """,
 ]
 
 
@@ -454,6 +458,19 @@ class MetadataStore:
             f"SELECT id, photo_id, outfit_l, outfit_a, outfit_b FROM faces WHERE +event_id = ? AND id IN ({marks})",
             (event_id, *face_ids))
         return {int(r[0]): (str(r[1]), None if r[2] is None else (float(r[2]), float(r[3]), float(r[4]))) for r in rows}
+
+    def person_mates(self, event_id: str, face_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """(face id, photo id) of the indexed faces grouped into the same person as any of these faces
+        (the faces themselves excluded)."""
+        if not face_ids:
+            return []
+        marks = ",".join("?" * len(face_ids))
+        rows = self._query(
+            f"SELECT f.id, f.photo_id FROM faces f WHERE f.person_id IN (SELECT g.person_id FROM faces g"
+            f" WHERE +g.event_id = ? AND g.id IN ({marks}) AND g.person_id IS NOT NULL)"
+            f" AND f.event_id = ? AND f.state = 'indexed' AND f.id NOT IN ({marks})",
+            (event_id, *face_ids, event_id, *face_ids))
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     def get_faces(self, event_id: str, face_ids: Sequence[int]) -> list[FaceRow]:
         if not face_ids:

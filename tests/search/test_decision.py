@@ -10,7 +10,7 @@ import pytest
 
 from indexer.vector_index import EventIndex
 from search.calibration import CROWD_MODELS, crowd_model
-from search.decision import Policy, Thresholds, decide, thresholds_for
+from search.decision import Policy, Thresholds, decide, maybe_tier, score_faces, thresholds_for
 
 MODEL = CROWD_MODELS["pypi-small"]
 DIM = 128
@@ -139,3 +139,21 @@ def test_tiny_events_use_the_prior_and_still_answer() -> None:
 
 def test_unknown_pack_falls_back_to_the_default_model() -> None:
     assert crowd_model("no-such-pack") is MODEL
+
+
+def test_maybe_tier_puts_the_guests_groups_first_and_caps_the_rest() -> None:
+    policy = replace(Policy(), maybe_max_photos=2, group_max_photos=3)
+    assert maybe_tier(["g1", "g2", "g1"], ["c1", "g2", "c2", "c3"], policy) == ["g1", "g2", "c1", "c2"]
+    assert maybe_tier(["g1", "g2", "g3", "g4"], ["c1"], policy) == ["g1", "g2", "g3", "c1"]
+    assert maybe_tier([], [], policy) == []
+
+
+def test_score_faces_matches_decide_and_skips_removed_faces() -> None:
+    rng = np.random.default_rng(13)
+    index, selfie, guest = synthetic_event(3_000, guest_photos=4, rng=rng, closeness=1.5)
+    plain = decide(index, selfie, MODEL, replace(Policy(), seed_margin=math.inf))
+    ids = plain.face_ids[:4]
+    assert np.allclose(score_faces(index, selfie, ids, MODEL), plain.z[:4], atol=1e-4)
+    index.remove(ids[:1])
+    z = score_faces(index, selfie, ids, MODEL)
+    assert z[0] == -np.inf and np.all(np.isfinite(z[1:]))

@@ -24,6 +24,7 @@ from support import need_shared
 
 from models.engine import FaceEngine
 from picsort_local.settings import Settings
+from search.decision import Policy
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +113,8 @@ def test_maybe_tier_only_on_request_and_capped(big_event: tuple[LiveServer, dict
     plain = _search(server, token, selfie)
     more = _search(server, token, selfie, show_more=True)
     low = [h for h in more["results"] if h["tier"] == "low"]  # type: ignore[attr-defined]
-    assert len(low) == plain["more"] and len(low) <= 3
+    policy = Policy()
+    assert len(low) == plain["more"] and len(low) <= policy.group_max_photos + policy.maybe_max_photos
     assert more["more"] == 0
     sims = [h["similarity"] for h in more["results"] if h["tier"] == "high"]  # type: ignore[attr-defined]
     assert sims == sorted(sims, reverse=True) and all(80.0 <= s < 100.0 for s in sims)
