@@ -47,17 +47,17 @@ from benchmarks.mixed_event import MixedEvent, build_mixed_event
 from indexer import grouping
 from indexer.vector_index import EventIndex
 from models.engine import FaceEngine
-from picsort_local.main_face import choose_main_face
+from picsort_local.main_face import SELFIE_MIN_SHARE, choose_main_face
 from picsort_local.settings import Settings
 from search.calibration import crowd_model
 from search.decision import CrowdModel, Policy, crowd_stats, decide, maybe_tier, score_faces, thresholds_for
-from search.tiers import Tiers
+from search.tiers import CALIBRATION, Tiers
 
 logger = logging.getLogger(__name__)
 
-OLD_TIERS = (0.2986, 0.3684)  # the LFW per-pair tiers (FAR 1e-2, 1e-3) the search used before
-SELFIE_MIN_SHARE = 0.08  # the selfie detector skips faces under this share of the photo's short side
+OLD_TIERS = CALIBRATION["pypi-small"]  # the LFW per-pair tiers (FAR 1e-2, 1e-3) the search used before
 MAX_PER_PERSON = 20
+SHIPPED = "crowd z + query expansion (shipped)"
 
 
 @dataclass(frozen=True)
@@ -170,19 +170,21 @@ def run_decision(event: Event, index: EventIndex, query: np.ndarray, decision: s
     used = policy if decision != "crowd z, no expansion" else replace(policy, seed_margin=float("inf"))
     m = decide(index, query, crowd, used)
     sims = m.similarity()
-    is_high = m.z >= m.thresholds.high
+    is_high = m.high()
     high_rows = m.face_ids[is_high]
     best: dict[int, float] = {}
     for i, sim in zip(high_rows.tolist(), sims[is_high].tolist()):
         best.setdefault(int(event.photo[i]), float(sim))
     if decision == "person-level: whole groups of high faces" and clusters is not None and high_rows.size:
-        members = np.nonzero(np.isin(clusters, np.unique(clusters[high_rows])))[0]
+        groups = np.unique(clusters[high_rows])
+        members = np.nonzero(np.isin(clusters, groups[groups >= 0]))[0]
         high_rows = np.union1d(high_rows, members[members != exclude])
     high = {int(event.photo[i]) for i in high_rows}
     candidates = [int(event.photo[i]) for i in m.face_ids[~is_high] if int(event.photo[i]) not in high]
     group: list[int] = []
     if clusters is not None and high_rows.size:  # as the service does: the rest of the guest's groups
-        mates = np.nonzero(np.isin(clusters, np.unique(clusters[high_rows])))[0]
+        groups = np.unique(clusters[high_rows])
+        mates = np.nonzero(np.isin(clusters, groups[groups >= 0]))[0]
         mates = mates[(mates != exclude) & ~np.isin(event.photo[mates], list(high))]
         z = score_faces(index, query, mates, crowd)
         order = np.argsort(-z, kind="stable")
@@ -194,11 +196,21 @@ def _unique(items: list[int]) -> list[int]:
     return list(dict.fromkeys(items))
 
 
+def _groups_without(event: Event, held_out: np.ndarray) -> np.ndarray:
+    """The host's grouping of the event without the held-out selfies (label -1 for them): a selfie is
+    never in the event, so it must not link the guest's photos into a group."""
+    keep = np.ones(len(event.vectors), bool)
+    keep[held_out] = False
+    labels = np.full(len(event.vectors), -1, np.int64)
+    labels[keep] = grouping.cluster(event.vectors[keep], photos=event.photo[keep]).labels
+    return labels
+
+
 def evaluate(event: Event, decisions: list[str], crowd: CrowdModel, policy: Policy) -> dict[str, Any]:
     index = EventIndex(event.vectors.shape[1])
     ids = np.arange(len(event.vectors), dtype=np.int64)
     index.add(ids, event.vectors)
-    clusters = grouping.cluster(event.vectors, photos=event.photo).labels
+    clusters = _groups_without(event, event.queries)
     photos_of: dict[str, set[int]] = {}
     for p in np.unique(event.photo):
         photos_of.setdefault(str(event.person[p]), set()).add(int(p))
@@ -271,6 +283,35 @@ def calibrate(event: Event, pack: str) -> tuple[CrowdModel, dict[str, Any]]:
     return model, {"stranger_pairs": int(zs.size), "searches": len(event.queries),
                    "z": points, "log10_share": shares, "prior_mean": model.prior_mean,
                    "prior_spread": model.prior_spread}
+
+
+SWEEP: dict[str, Policy] = {
+    "shipped": Policy(),
+    "crowd_margin 0": replace(Policy(), crowd_margin=0.0),
+    "crowd_margin 1": replace(Policy(), crowd_margin=1.0),
+    "no expansion": replace(Policy(), seed_margin=float("inf")),
+    "seed_margin 2": replace(Policy(), seed_margin=2.0),
+    "expansion_weight 1": replace(Policy(), expansion_weight=1.0),
+    "high_strangers 0.03": replace(Policy(), high_strangers=0.03),
+}
+
+
+def sweep_policy(lfw: DatasetFaces, main_rows: np.ndarray, wider: DatasetFaces, crowd: CrowdModel) -> list[Any]:
+    """The policy's settings on the tuning half: high-tier strangers and recall per search, averaged
+    over small and large events (three 1k, two 5k, all + WIDER)."""
+    specs: list[tuple[str, DatasetFaces | None, int | None, int]] = [("lfw-1k", None, 1_000, s) for s in (1, 2, 3)]
+    specs += [("lfw-5k", None, 5_000, s) for s in (1, 2)]
+    specs.append(("lfw-all+wider", wider, None, 1))
+    events = [build_event(n, lfw, main_rows, w, "tune", size, np.random.default_rng(seed)) for n, w, size, seed in specs]
+    rows = []
+    for name, policy in SWEEP.items():
+        runs = [evaluate(e, [SHIPPED], crowd, policy)["decisions"][SHIPPED]["high"] for e in events]
+        rows.append({"policy": name, "strangers_mean": float(np.mean([r["strangers_mean"] for r in runs])),
+                     "recall_per_search": float(np.mean([r["recall_per_search"] for r in runs])),
+                     "strangers_largest_event": runs[-1]["strangers_mean"],
+                     "recall_largest_event": runs[-1]["recall_per_search"]})
+        logger.info("sweep %s: %s", name, rows[-1])
+    return rows
 
 
 def extrapolate(events: list[dict[str, Any]], crowd: CrowdModel, policy: Policy, true_z: np.ndarray,
@@ -364,13 +405,19 @@ def main() -> None:
     parser.add_argument("--lfw", type=Path, required=True)
     parser.add_argument("--wider", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=default_cache())
-    parser.add_argument("--calibrate", action="store_true", help="measure the crowd model on the tuning half")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="with --half tune: measure the crowd model and sweep the policy's settings")
     parser.add_argument("--dlib", action="store_true", help="also run face_recognition (dlib) as the peer")
     parser.add_argument("--half", choices=("tune", "report"), default="report")
     parser.add_argument("--mixed-events", type=int, default=3, help="mixed events (group photos) to build")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/event_scale.json"))
-    parser.add_argument("--plot", type=Path, default=Path("benchmarks/results/event_scale.png"))
+    parser.add_argument("--out", type=Path, help="default benchmarks/results/event_scale[_tune].json")
+    parser.add_argument("--plot", type=Path, help="default benchmarks/results/event_scale[_tune].png")
     args = parser.parse_args()
+    if args.calibrate and args.half != "tune":
+        parser.error("--calibrate measures on the tuning half: add --half tune")
+    suffix = "_tune" if args.half == "tune" else ""
+    args.out = args.out or Path(f"benchmarks/results/event_scale{suffix}.json")
+    args.plot = args.plot or Path(f"benchmarks/results/event_scale{suffix}.png")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     settings = Settings()
     engine, workers = engine_for_benchmark(settings)
@@ -385,14 +432,11 @@ def main() -> None:
         event = build_event("lfw-all", lfw, main_rows, None, "tune", None, np.random.default_rng(0))
         crowd, result["calibration"] = calibrate(event, engine.pack_name)
         print(f"calibrated on the tuning half: {crowd!r}")
-        if args.half == "tune":
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(result, indent=2) + "\n")
-            return
+        result["policy_sweep"] = sweep_policy(lfw, main_rows, wider, crowd)
     result["crowd_model"] = {"z": crowd.z, "log10_share": crowd.log10_share, "prior_mean": crowd.prior_mean,
                              "prior_spread": crowd.prior_spread}
     result["selfie_refusals"] = selfie_refusals(lfw)
-    decisions = ["fixed LFW tiers (before)", "crowd z, no expansion", "crowd z + query expansion (shipped)",
+    decisions = ["fixed LFW tiers (before)", "crowd z, no expansion", SHIPPED,
                  "person-level: whole groups of high faces"]
     specs = [("lfw-1k", False, 1_000), ("lfw-5k", False, 5_000), ("lfw-all", False, None),
              ("lfw-all+wider", True, None)]
@@ -424,7 +468,9 @@ def _pair_distributions(event: Event, crowd: CrowdModel) -> tuple[np.ndarray, fl
     z = (cos - centre[:, None]) / spread[:, None]
     same = event.person[event.photo][None, :] == event.person[event.photo[event.queries]][:, None]
     same[np.arange(len(event.queries)), event.queries] = False
-    return z[same], float((cos[~same] >= OLD_TIERS[1]).mean())
+    stranger = ~same
+    stranger[np.arange(len(event.queries)), event.queries] = False  # a face against itself is neither
+    return z[same], float((cos[stranger] >= OLD_TIERS[1]).mean())
 
 
 def _run_dlib(args: argparse.Namespace, lfw: DatasetFaces, specs: list[tuple[str, bool, int | None]]) -> list[Any]:

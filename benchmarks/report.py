@@ -287,7 +287,7 @@ def render_event_scale() -> str:
                 out.append(f"| mixed #{e['seed']} ({e['photos']}, {e['faces']}) · {d} | {v['precision']:.4f} | "
                            f"{v['recall_per_search']:.4f} | {v['strangers_mean']:.3f} | "
                            f"{v['maybe_correct']} / {v['maybe_returned']} |")
-    lfw_all = next((e["decisions"] for e in r["events"] if e["event"] == "lfw-all"), {})
+    lfw_all: dict[str, Any] = next((e["decisions"] for e in r["events"] if e["event"] == "lfw-all"), {})
     new, old = (lfw_all.get(d, {}).get("similarity_of_true_high") for d in (SHIPPED, "fixed LFW tiers (before)"))
     if new and old:
         out += ["", f"Similarity (0-100) of the true photos in the high tier, all-LFW event: now p10 {new['p10']:.1f}, "
@@ -298,11 +298,23 @@ def render_event_scale() -> str:
                 f"old rule {pct(ref['old_rule'])}, new rule {pct(ref['new_rule'])}.", "",
             "**Extrapolation** (not measured: the crowd model's tail and the report half's true-match scores, "
             "plain query without expansion):", "",
-            "| faces | z for the high tier | expected recall per true pair | strangers per search (model) | "
-            "strangers per search with the old fixed tiers |", "|---|---|---|---|---|"]
+            "| faces | z for the high tier | expected recall per true pair | strangers per search (the policy's "
+            "target, by construction of the bar) | strangers per search with the old fixed tiers |",
+            "|---|---|---|---|---|"]
     for x in r["extrapolation"]:
         out.append(f"| {x['faces']:,} | {x['z_high']:.2f} | {pct(x['recall_per_pair'])} | {x['strangers_per_search']} | "
                    f"{x['old_tiers_strangers_per_search']:.1f} |")
+    out += ["", "Rows past the crowd model's last measured point (z 5.5) extend its tail with the slope of its "
+                "last three points."]
+    tune = load("event_scale_tune.json")
+    if tune and tune.get("policy_sweep"):
+        out += ["", "**Policy settings on the tuning half** (`--calibrate --half tune`; mean over three 1k, two 5k "
+                    "and the all + WIDER event):", "",
+                "| setting | strangers per search | recall per search | strangers, all + WIDER | recall, all + WIDER |",
+                "|---|---|---|---|---|"]
+        for row in tune["policy_sweep"]:
+            out.append(f"| {row['policy']} | {row['strangers_mean']:.3f} | {row['recall_per_search']:.4f} | "
+                       f"{row['strangers_largest_event']:.3f} | {row['recall_largest_event']:.4f} |")
     out += ["", "![event scale](benchmarks/results/event_scale.png)"]
     return "\n".join(out)
 

@@ -196,15 +196,15 @@ class EventIndex:
         except RuntimeError:  # faiss: id not found
             return None
 
-    def crowd_sample(self, max_faces: int = CROWD_SAMPLE) -> np.ndarray:
-        """Up to `max_faces` live vectors spread evenly over the event (the same ones until the index
+    def crowd_sample(self) -> np.ndarray:
+        """Up to CROWD_SAMPLE live vectors spread evenly over the event (the same ones until the index
         changes): the event's crowd, against which the search normalises a query's scores."""
         sample = self._crowd
-        if sample is None or len(sample) > max_faces:
+        if sample is None:
             stored = self._stored_ids()
             if self._tombstones:
                 stored = stored[~np.isin(stored, self._tombstone_array())]
-            picks = stored[np.unique(np.linspace(0, len(stored) - 1, min(max_faces, len(stored))).astype(np.int64))] \
+            picks = stored[np.unique(np.linspace(0, len(stored) - 1, min(CROWD_SAMPLE, len(stored))).astype(np.int64))] \
                 if len(stored) else stored
             sample = self.vectors(picks)
             self._crowd = sample

@@ -19,6 +19,7 @@ MIN_RELATIVE_HEIGHT = 0.5
 CENTRE_WEIGHT = 1.0
 RIVAL_HEIGHT = 0.75
 RIVAL_MARGIN = 0.2
+SELFIE_MIN_SHARE = 0.08  # a selfie's own face is at least this share of the photo's short side
 EDGE_CUT = 0.1  # a face whose box leaves the frame by more than this share of its width is cut
 
 

@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     # Selfie searches analysed at once; 0 = one per core. More only queue for the same cores, and a cap
     # leaves CPU to a running ingest (without it, 32 busy guests slowed an ingest about 8x).
     search_concurrency: int = Field(default=0, ge=0)
-    # Tier thresholds (cosine) for packs without an LFW calibration in search/tiers.py.
+    # CompareFaces' per-pair scale (cosine) for packs without an LFW calibration in search/tiers.py.
+    # Searches in an event do not use these: see search/decision.py.
     search_low_threshold: float = 0.30
     search_high_threshold: float = 0.40
 

@@ -1,7 +1,8 @@
 """Measured crowd models per model pack (see `search.decision.CrowdModel`).
 
 Each table is the share of stranger faces whose crowd-normalised score z reaches each z, measured
-by `python benchmarks/bench_event_scale.py --calibrate --half tune` on the *tuning* half of LFW's
+by `python benchmarks/bench_event_scale.py --calibrate --half tune` (its output:
+benchmarks/results/event_scale_tune.json, "calibration") on the *tuning* half of LFW's
 people (those whose name's SHA-256 starts with an even byte) searched in the all-LFW event (13,233
 faces, 12.1M stranger pairs); the figures in the README come from the other half. Packs without a table use the default pack's, with
 a warning: the normalisation makes scores of different embedders comparable, but not identical.
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PACK = "pypi-small"
 
-# generated: benchmarks/results/event_scale.json ("calibration"); tail slope from the last 3 points
+# from benchmarks/results/event_scale_tune.json ("calibration"); the tail slope is that of the last 3 points
 CROWD_MODELS: dict[str, CrowdModel] = {
     "pypi-small": CrowdModel(
         pack="pypi-small",

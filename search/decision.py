@@ -16,7 +16,9 @@ FAR 1e-3, 13 strangers in a 13k-face event). The decision here controls stranger
    high tier starts where N x share = `Policy.high_strangers` (0.05 strangers per search on
    average), the "maybe" tier where it reaches `Policy.maybe_strangers`; so both tighten as the
    event grows, and mean the same number of strangers at any size. A crowd estimated from few faces
-   is uncertain, which lets more strangers through: the bars rise by `Policy.crowd_margin / sqrt(n)`.
+   is uncertain, which lets more strangers through: the bars are multiplied by
+   1 + `Policy.crowd_margin` / sqrt(n) (n = faces in the crowd sample). In very small events this
+   margin outweighs the size term, so their bars are not lower than a 1k-face event's.
 3. Query expansion: the guest's most confident faces in this event (z at least
    `Policy.seed_margin` above the high threshold; same light and camera as the rest of the event)
    are averaged into the query, and the candidates are scored again; a face keeps its better score.
@@ -30,6 +32,7 @@ ranking among true matches stays visible.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -147,6 +150,10 @@ class Matches:
     def similarity(self) -> np.ndarray:
         return self.thresholds.similarity(self.z)
 
+    def high(self) -> np.ndarray:
+        """Mask of the high-tier ("your photos") faces."""
+        return self.z >= self.thresholds.high
+
 
 PRIOR_WEIGHT = 100.0  # the pack's prior counts as this many crowd faces
 
@@ -169,33 +176,41 @@ def crowd_stats(index: EventIndex, queries: np.ndarray, model: CrowdModel) -> tu
     return mean.astype(np.float32), np.maximum(spread, 1e-3).astype(np.float32)
 
 
-def _candidates(index: EventIndex, query: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every face with cosine >= floor (up to MAX_CANDIDATES). Top-k with a large k is slow on a big
-    flat index, and a guest is in few photos: start small and widen while the last is above the bar."""
+def _candidates(index: EventIndex, query: np.ndarray, floor: float, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every face with cosine >= floor (at most `cap`). Top-k with a large k is slow on a big flat
+    index, and a guest is in few photos: start small and widen while the last is above the bar."""
     total = len(index)
-    k = min(max(total, 1), 256)
+    cap = max(1, min(cap, total))
+    k = min(cap, 256)
     while True:
         scores, ids = index.search(query[None], k)
-        if k >= min(total, MAX_CANDIDATES) or scores[0][-1] < floor:
+        if k >= cap or scores[0][-1] < floor:
             break
-        k = min(k * 4, MAX_CANDIDATES, total)
+        k = min(k * 4, cap)
     keep = (ids[0] >= 0) & (scores[0] >= floor)
     return ids[0][keep], scores[0][keep]
 
 
 def decide(index: EventIndex, query: np.ndarray, crowd: CrowdModel, policy: Policy, *,
-           min_similarity: float | None = None, exclude: int | None = None) -> Matches:
+           min_similarity: float | None = None, exclude: Collection[int] = ()) -> Matches:
     """The faces of the event that are the query's person, best first, down to `min_similarity`
-    (default: the "maybe" floor for this event's size). `exclude`: a face id never returned (the
-    searched face itself, for SearchFaces)."""
+    (default: the "maybe" floor for this event's size; 0 or less: every face, best first).
+    `exclude`: face ids never returned nor used to expand the query (the searched face itself for
+    SearchFaces; faces of photos the guest said are not them)."""
     thresholds = thresholds_for(crowd, policy, len(index), len(index.crowd_sample()))
-    floor_z = thresholds.maybe if min_similarity is None else thresholds.z_for_similarity(min_similarity)
+    if min_similarity is None:
+        floor_z = thresholds.maybe
+    else:
+        floor_z = thresholds.z_for_similarity(min_similarity) if min_similarity > 0 else -math.inf
     q = np.ascontiguousarray(query, np.float32).reshape(1, -1)
     mean, spread = crowd_stats(index, q, crowd)
-    ids, cos = _candidates(index, q[0], float(mean[0] + floor_z * spread[0]) - 1e-6)
+    ids, cos = _candidates(index, q[0], float(mean[0] + floor_z * spread[0]) - 1e-6, MAX_CANDIDATES + len(exclude))
+    if len(exclude):
+        allowed = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
+        ids, cos = ids[allowed], cos[allowed]
     z = (cos - mean[0]) / spread[0]
     z = _expand(index, q[0], ids, z, thresholds, policy, crowd)
-    keep = (z >= floor_z) & (ids != exclude if exclude is not None else True)
+    keep = z >= floor_z
     order = np.argsort(-z[keep], kind="stable")
     return Matches(ids[keep][order], z[keep][order].astype(np.float32), cos[keep][order].astype(np.float32),
                    thresholds)
@@ -257,7 +272,7 @@ class FaceSearch:
         self.policy = policy or Policy()
 
     def match(self, event_id: str, embedding: np.ndarray, *, min_similarity: float | None = None,
-              exclude: int | None = None) -> Matches:
+              exclude: Collection[int] = ()) -> Matches:
         index = self.indexes.get(event_id, self.dim)
         return decide(index, embedding, self.crowd, self.policy, min_similarity=min_similarity, exclude=exclude)
 

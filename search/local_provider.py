@@ -224,7 +224,8 @@ class LocalProvider:
         self.catalog = catalog
         self.engine = engine
         self.tiers = tiers  # CompareFaces only: a decision about one pair, not a search
-        self.index_cache = index_cache or IndexCache(catalog.indexes)
+        # One index cache for writes' invalidations and the search: the search's, when it is given.
+        self.index_cache = face_search.indexes if face_search else (index_cache or IndexCache(catalog.indexes))
         self.face_search = face_search or FaceSearch(self.index_cache, self.dim, crowd_model(engine.pack_name))
         self.region = region or "us-east-1"
         self.face_model_version = engine.pack_name or "picsort"
@@ -331,7 +332,8 @@ class LocalProvider:
     def _search(self, event_id: str, embedding: np.ndarray, threshold: float, max_faces: int,
                 exclude: int | None = None) -> tuple[FaceMatch, ...]:
         """The guest search's decision (search.decision), down to FaceMatchThreshold on its scale."""
-        matches = self.face_search.match(event_id, embedding, min_similarity=threshold, exclude=exclude)
+        matches = self.face_search.match(event_id, embedding, min_similarity=threshold,
+                                         exclude=() if exclude is None else (exclude,))
         # Vectors without a FaceId (photos added through the host API) are skipped below.
         rows = {r.face_id: r for r in self.catalog.meta.rek_faces_by_face_id(event_id, matches.face_ids.tolist())}
         found = [FaceMatch(similarity=float(s), face=self._face(rows[i]))

@@ -23,7 +23,7 @@ from indexer.vector_index import IndexCache
 from models.engine import FaceEngine
 from models.runtime import plan_parallelism
 from picsort_local.errors import InvalidRequestError, NotFoundError, PicsortError
-from picsort_local.main_face import choose_main_face
+from picsort_local.main_face import SELFIE_MIN_SHARE, choose_main_face
 from picsort_local.settings import Settings
 from search.calibration import crowd_model
 from search.decision import FaceSearch, Matches, Policy, maybe_tier
@@ -253,7 +253,7 @@ class PicsortService:
         image = self.engine.decode(data, reduced=False)
         # A selfie's face fills a good part of the frame: skip the pyramid levels for small faces.
         w, h = image.original.width, image.original.height
-        min_face = max(self.settings.min_face_px, 0.08 * min(w, h))
+        min_face = max(self.settings.min_face_px, SELFIE_MIN_SHARE * min(w, h))
         faces = self.engine.analyze(image, detector=self.engine.with_min_face(min_face))
         boxes = faces.detections.boxes
         choice = choose_main_face(boxes, w, h)
@@ -296,23 +296,25 @@ class PicsortService:
 
     def _match(self, event: EventRow, embedding: np.ndarray, guest_id: str, selfie_outfit: np.ndarray | None,
                limit: int, show_more: bool) -> tuple[list[SearchHit], str | None, int]:
+        meta = self.catalog.meta
+        hidden = meta.hidden_photos(event.id, guest_id)
         matches = self.face_search.match(event.id, embedding)
-        hidden = self.catalog.meta.hidden_photos(event.id, guest_id)
-        faces = self.catalog.meta.face_photos(event.id, matches.face_ids.tolist())
+        faces = meta.face_photos(event.id, matches.face_ids.tolist())
+        not_me = [fid for fid, (photo, _) in faces.items() if photo in hidden]
+        if not_me:  # a photo the guest said is not them must not steer the search (expansion, groups)
+            matches = self.face_search.match(event.id, embedding, exclude=not_me)
         best: dict[str, int] = {}  # photo -> row of its best face in `matches` (best first)
         for row, fid in enumerate(matches.face_ids.tolist()):
             found = faces.get(fid)
-            if found is not None and found[0] not in hidden and found[0] not in best:
+            if found is not None and found[0] not in best:
                 best[found[0]] = row
-        sims = matches.similarity()
-        high = [p for p, row in best.items() if matches.thresholds.tier(float(matches.z[row])) == "high"]
-        high_set = set(high)
-        similarity = {p: float(sims[row]) for p, row in best.items() if p not in high_set}
-        group = self._group_photos(event.id, embedding, matches, high_set | hidden, similarity)
-        maybe = maybe_tier(group, [p for p in best if p not in high_set], self.face_search.policy)
+        sims, is_high = matches.similarity(), matches.high()
+        high = [p for p, row in best.items() if is_high[row]]
+        similarity = {p: float(sims[row]) for p, row in best.items()}
+        group = self._group_photos(event.id, embedding, matches, set(high) | hidden, similarity, scored=show_more)
+        maybe = maybe_tier(group, [p for p in best if not is_high[best[p]]], self.face_search.policy)
         shown = high + (maybe if show_more else [])
-        hits = [self._hit(event.id, p, "high" if i < len(high) else "low",
-                          float(sims[best[p]]) if p in high_set else similarity[p], "face")
+        hits = [self._hit(event.id, p, "high" if i < len(high) else "low", similarity[p], "face")
                 for i, p in enumerate(shown)]
         # outfit pass: the guest's colour from their own high-confidence photos, else the selfie torso
         high_labs = [faces[int(matches.face_ids[best[p]])][1] for p in high]
@@ -321,29 +323,29 @@ class PicsortService:
         outfit_name = None
         if guest_lab is not None:
             outfit_name = colour_name(np.asarray(guest_lab, np.float32)[None])[0]
-            hits += self._outfit_hits(event.id, guest_lab, set(best) | set(group) | hidden)
+            hits += self._outfit_hits(event.id, guest_lab, set(high) | set(maybe) | hidden)
         order = {"high": 0, "low": 1}
         hits.sort(key=lambda h: (order[h.tier], h.badge != "face", -h.similarity))
         # URLs are signed only for what is returned (an HMAC per URL adds up on big events).
         return [self._sign(event.id, h) for h in hits[:limit]], outfit_name, 0 if show_more else len(maybe)
 
     def _group_photos(self, event_id: str, embedding: np.ndarray, matches: Matches, exclude: set[str],
-                      similarity: dict[str, float]) -> list[str]:
-        """Photos of the person groups that the guest's high-tier faces belong to, outside `exclude`,
-        best scored first; their similarity is added to `similarity`."""
-        high_ids = matches.face_ids[matches.z >= matches.thresholds.high].tolist()
+                      similarity: dict[str, float], *, scored: bool) -> list[str]:
+        """Photos of the person groups that the guest's high-tier faces belong to, outside `exclude`.
+        With `scored`, best scored first, and the similarity of those not already in `similarity` is
+        added to it; without, in no particular order (enough to count them)."""
+        high_ids = matches.face_ids[matches.high()].tolist()
         mates = [(fid, pid) for fid, pid in self.catalog.meta.person_mates(event_id, high_ids) if pid not in exclude]
-        if not mates:
-            return []
+        if not mates or not scored:
+            return list(dict.fromkeys(pid for _, pid in mates))
         z = self.face_search.score(event_id, embedding, np.array([fid for fid, _ in mates], np.int64))
         sims = matches.thresholds.similarity(z)
         order: list[str] = []
         for i in np.argsort(-z, kind="stable").tolist():
-            pid = mates[i][1]
-            if np.isfinite(z[i]) and pid not in similarity:
-                similarity[pid] = float(sims[i])
-                order.append(pid)
-        return order
+            if np.isfinite(z[i]):
+                order.append(mates[i][1])
+                similarity.setdefault(mates[i][1], float(sims[i]))
+        return list(dict.fromkeys(order))
 
     def _outfit_hits(self, event_id: str, guest_lab: np.ndarray, exclude: set[str]) -> list[SearchHit]:
         """People found without a visible face (bodies), in the guest's outfit colour, in photos the

@@ -72,6 +72,7 @@ def test_similarity_scale_is_anchored_monotone_and_never_saturates() -> None:
 def test_guest_in_k_photos_among_n_strangers(strangers: int) -> None:
     rng = np.random.default_rng(strangers)
     index, selfie, guest = synthetic_event(strangers, guest_photos=6, rng=rng, closeness=1.5)
+    assert set(decide(index, selfie, MODEL, Policy(), exclude=guest).face_ids.tolist()).isdisjoint(guest)
     m = decide(index, selfie, MODEL, Policy())
     high = set(m.face_ids[m.z >= m.thresholds.high].tolist())
     assert high == guest
@@ -120,9 +121,10 @@ def test_min_similarity_and_exclude() -> None:
     rng = np.random.default_rng(11)
     index, selfie, guest = synthetic_event(2_000, guest_photos=5, rng=rng)
     some = next(iter(guest))
-    all_matches = decide(index, selfie, MODEL, Policy(), min_similarity=0.0)
-    assert len(all_matches) > len(guest)  # down to the crowd's centre
-    strict = decide(index, selfie, MODEL, Policy(), min_similarity=80.0, exclude=some)
+    everyone = decide(index, selfie, MODEL, Policy(), min_similarity=0.0)
+    assert len(everyone) == len(index)  # FaceMatchThreshold 0: every face, best first (as AWS)
+    assert np.all(np.diff(everyone.z) <= 0)
+    strict = decide(index, selfie, MODEL, Policy(), min_similarity=80.0, exclude=[some])
     assert some not in strict.face_ids.tolist()
     assert np.all(strict.similarity() >= 80.0 - 1e-3)
     assert decide(index, selfie, MODEL, Policy(), min_similarity=100.0).face_ids.size == 0
@@ -150,7 +152,7 @@ def test_maybe_tier_puts_the_guests_groups_first_and_caps_the_rest() -> None:
 
 def test_score_faces_matches_decide_and_skips_removed_faces() -> None:
     rng = np.random.default_rng(13)
-    index, selfie, guest = synthetic_event(3_000, guest_photos=4, rng=rng, closeness=1.5)
+    index, selfie, _ = synthetic_event(3_000, guest_photos=4, rng=rng, closeness=1.5)
     plain = decide(index, selfie, MODEL, replace(Policy(), seed_margin=math.inf))
     ids = plain.face_ids[:4]
     assert np.allclose(score_faces(index, selfie, ids, MODEL), plain.z[:4], atol=1e-4)
