@@ -111,7 +111,7 @@ def main() -> None:
                 created = service.create_event(f"latency {n}", None)
                 fill_event(service, created.event.id, n, rng, seeds)
                 url = f"/api/e/{created.guest_token}/search"
-                for s in selfies[:3]:  # warm-up (index load into the cache)
+                for s in selfies[:15]:  # warm-up (index load into the cache, first runs of the sessions)
                     client.post(url, files={"selfie": ("s.jpg", s, "image/jpeg")})
                 lat, codes = [], []
                 for i in range(args.searches):

@@ -315,6 +315,15 @@ def render_event_scale() -> str:
         for row in tune["policy_sweep"]:
             out.append(f"| {row['policy']} | {row['strangers_mean']:.3f} | {row['recall_per_search']:.4f} | "
                        f"{row['strangers_largest_event']:.3f} | {row['recall_largest_event']:.4f} |")
+    far = load("lfw_far.json")
+    if far:
+        out += ["", f"**The embedder at low false-accept rates** (`benchmarks/bench_lfw_far.py`, {far['pack']}, "
+                    f"all {far['genuine_pairs']:,} same-person and {far['impostor_pairs']:,} different-person pairs "
+                    "of LFW's labelled faces):", "",
+                "| FAR | 1e-3 | 1e-4 | 1e-5 | 1e-6 |", "|---|---|---|---|---|",
+                "| TAR | " + " | ".join(pct(far[f"tar_at_far_{f}"]) for f in ("0.001", "0.0001", "1e-05", "1e-06")) + " |",
+                "| cosine | " + " | ".join(f"{far[f'threshold_at_far_{f}']:.4f}" for f in ("0.001", "0.0001", "1e-05", "1e-06"))
+                + " |"]
     out += ["", "![event scale](benchmarks/results/event_scale.png)"]
     return "\n".join(out)
 

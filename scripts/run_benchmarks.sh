@@ -14,6 +14,12 @@ python benchmarks/bench_engine.py --data "$SHARED/datasets/wider_val" --sweep 80
 python benchmarks/bench_grouping.py --lfw "$SHARED/datasets/lfw" --identities 400 --out "$R/grouping.json"
 python benchmarks/bench_ingest.py --wider "$SHARED/datasets/wider_val" --lfw "$SHARED/datasets/lfw" --synthetic 600 --out "$R/ingest.json"
 python benchmarks/bench_search.py --sizes 10000 100000 500000 --out "$R/search.json" --plot "$R/search.png"
+# Event-scale search: the tuning half (crowd model, policy sweep), then the reported half with the peer.
+# face_recognition (dlib) is the peer a small venue would pick: installed here, not a project dependency.
+python -m pip install -q dlib-bin face-recognition-models && python -m pip install -q --no-deps face-recognition
+python benchmarks/bench_event_scale.py --lfw "$SHARED/datasets/lfw" --wider "$SHARED/datasets/wider_val" --calibrate --half tune
+python benchmarks/bench_event_scale.py --lfw "$SHARED/datasets/lfw" --wider "$SHARED/datasets/wider_val" --dlib
+python benchmarks/bench_lfw_far.py --lfw "$SHARED/datasets/lfw" --out "$R/lfw_far.json"
 python benchmarks/bench_search_latency.py --lfw "$SHARED/datasets/lfw" --sizes 10000 125000 --out "$R/search_latency.json"
 python benchmarks/bench_ingest.py --wider "$SHARED/datasets/wider_val" --no-bodies --synthetic 0 --out "$R/ingest_no_bodies.json"
 python benchmarks/bench_load.py --dataset "$SHARED/datasets/lfw" --out "$R/load.json"
