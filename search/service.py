@@ -248,8 +248,9 @@ class PicsortService:
         return self._check_guest_id(given) if given else secrets.token_urlsafe(18)
 
     def selfie_embedding(self, data: bytes) -> tuple[np.ndarray, Any, Any]:
-        """Exactly one face. Faces much smaller than the largest (strangers far behind the guest) do
-        not count, so a selfie in a crowded room still works."""
+        """The selfie's main face (`choose_main_face`): heads far behind and neighbours cut by the frame
+        do not count, so a selfie in a crowded room still works; refused only when two faces are
+        equally plausible."""
         image = self.engine.decode(data, reduced=False)
         # A selfie's face fills a good part of the frame: skip the pyramid levels for small faces.
         w, h = image.original.width, image.original.height
