@@ -220,6 +220,7 @@ def decide(index: EventIndex, query: np.ndarray, crowd: CrowdModel, policy: Poli
 
 
 def score_faces(index: EventIndex, embedding: np.ndarray, face_ids: np.ndarray, crowd: CrowdModel) -> np.ndarray:
+    """Plain crowd-normalised z of the given faces (no expansion); faces not in the index: -inf."""
     q = np.ascontiguousarray(embedding, np.float32).reshape(-1)
     ids = np.asarray(face_ids, np.int64)
     mean, spread = crowd_stats(index, q[None], crowd)
