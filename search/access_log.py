@@ -9,12 +9,16 @@ import re
 
 # Not anchored: behind a root_path the guest routes sit under a prefix (/photos/e/{token}).
 _GUEST_PATH = re.compile(r"(/(?:api/)?e/)[^/?]+")
+# Any segment that could be a link token (they are 32 URL-safe characters), wherever it stands: a
+# client may send /e//TOKEN or /e/./TOKEN, which the guest route rule alone would not cover.
+_TOKEN_LIKE = re.compile(r"(?<=/)[A-Za-z0-9_%-]{20,}(?=/|$)")
 MASK = "***"
 
 
 def redact_path(path: str) -> str:
     path, sep, _ = path.partition("?")
-    return _GUEST_PATH.sub(r"\g<1>" + MASK, path) + (f"?{MASK}" if sep else "")
+    path = _TOKEN_LIKE.sub(MASK, _GUEST_PATH.sub(r"\g<1>" + MASK, path))
+    return path + (f"?{MASK}" if sep else "")
 
 
 class RedactSecrets(logging.Filter):

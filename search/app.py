@@ -41,6 +41,9 @@ from storage.metadata import EventRow
 logger = logging.getLogger(__name__)
 
 
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class AuthError(PicsortError):
     code = "unauthorized"
 
@@ -334,10 +337,14 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         # Guest pages and API answers must never be indexed by search engines.
         response.headers["X-Robots-Tag"] = "noindex, nofollow"
         response.headers["Referrer-Policy"] = "no-referrer"  # the link token must not leak in Referer
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # Metric labels from a fixed set: the route template (never the raw path) and a known method,
+        # so a client cannot grow the counters (or /metrics) without bound.
         route = request.scope.get("route")
         name = getattr(route, "path", "unmatched")
-        app.state.request_counts[(request.method, name, response.status_code)] += 1
-        app.state.request_seconds[(request.method, name)] += time.perf_counter() - started
+        method = request.method if request.method in METRIC_METHODS else "other"
+        app.state.request_counts[(method, name, response.status_code)] += 1
+        app.state.request_seconds[(method, name)] += time.perf_counter() - started
         return response
 
     # ---- operations ----------------------------------------------------------------------------

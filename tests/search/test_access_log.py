@@ -18,6 +18,10 @@ from search.access_log import MASK, RedactSecrets, redact_path
     ("/api/e/tok3n/photos/p1/original", f"/api/e/{MASK}/photos/p1/original"),
     ("/files/events/ev/thumb/p.jpg?exp=123&sig=abc", f"/files/events/ev/thumb/p.jpg?{MASK}"),
     ("/api/host/events/ev1/people", "/api/host/events/ev1/people"),
+    ("/e//guest-link-token-0123456789ab", f"/e//{MASK}"),
+    ("/e/./guest-link-token-0123456789ab", f"/e/{MASK}/{MASK}"),
+    ("/api/e/%2e/guest-link-token-0123456789ab/search", f"/api/e/{MASK}/{MASK}/search"),
+    ("/api/host/events/0123456789abcdef/photos/fedcba9876543210", "/api/host/events/0123456789abcdef/photos/fedcba9876543210"),
     ("/healthz", "/healthz"),
 ])
 def test_redact_path(path: str, expected: str) -> None:
@@ -51,3 +55,22 @@ def test_signature_with_non_ascii_is_refused_not_a_crash() -> None:
     signer = UrlSigner(b"k" * 32, ttl_s=60)
     with pytest.raises(SignatureError):
         signer.verify("events/e/thumb/p.jpg", "9999999999", "é" * 64)
+
+
+def test_live_server_log_masks_tokens_behind_odd_segments(live: tuple[LiveServer, Settings],
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Paths sent as they are (no client-side normalisation): a raw request line on a socket."""
+    import socket
+
+    token = "guest-link-token-that-must-not-be-logged-either"
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        for path in (f"/e//{token}", f"/e/./{token}", f"/api/e/./{token}/search"):
+            with socket.create_connection(("127.0.0.1", live[0].port), timeout=30) as conn:
+                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+                reply = b""
+                while chunk := conn.recv(65536):
+                    reply += chunk
+            assert reply.startswith(b"HTTP/1.1 4"), reply[:80]
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert len([line for line in lines if MASK in line]) >= 3, lines
+    assert not any("must-not-be-logged" in line for line in lines), lines
