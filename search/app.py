@@ -6,7 +6,10 @@ HTTP responses in `_error_response`, the one place that maps them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -269,6 +272,21 @@ def _errors(*statuses: int, html_route: bool = False) -> dict[int | str, dict[st
 _HOST_ERRORS = (401, 404, 422)  # no admin key, no such event/job/photo, invalid fields
 
 
+NO_STORE = {"Cache-Control": "no-store"}  # pages and answers that carry links or signed URLs
+
+
+def _kiosk_csp(page: str) -> str:
+    """Only this server, and only the page's own inline script and style (by their sha256): no
+    other script can run in the kiosk, and no other site may frame it."""
+    def hashes(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in bodies)
+
+    return ("default-src 'none'; " f"script-src {hashes('script')}; style-src {hashes('style')}; "
+            "img-src 'self' blob: data:; media-src 'self' blob: mediastream:; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
 def _outcome(outcome: SearchOutcome) -> dict[str, Any]:
     body: dict[str, Any] = {
         "guest_id": outcome.guest_id,
@@ -435,11 +453,14 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         return {"status": "granted"}
 
     # ---- guest API -----------------------------------------------------------------------------
+    kiosk_page = files("search").joinpath("static/kiosk.html").read_text(encoding="utf-8")
+    kiosk_csp = _kiosk_csp(kiosk_page)
+
     @app.get("/e/{token}", response_class=HTMLResponse, tags=["guest"],
              responses=_errors(404, 422, html_route=True))
-    def kiosk(event: GuestEventDep) -> str:
-        page = files("search").joinpath("static/kiosk.html").read_text(encoding="utf-8")
-        return page.replace("{{EVENT_NAME}}", _html_escape(event.name))
+    def kiosk(event: GuestEventDep) -> HTMLResponse:
+        return HTMLResponse(kiosk_page.replace("{{EVENT_NAME}}", _html_escape(event.name)),
+                            headers={"Content-Security-Policy": kiosk_csp, **NO_STORE})
 
     @app.post("/api/e/{token}/search", tags=["guest"], response_model=SearchOut,
               responses=_errors(400, 404, 413, 415, 422, 503))
@@ -455,7 +476,7 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         outcome = await run_in_threadpool(service.search, event, data, guest_id=guest_id, save_selfie=save_selfie,
                                           show_more=show_more)
         # A plain JSONResponse: hundreds of results through FastAPI's generic encoder cost ~10 ms.
-        return JSONResponse(_outcome(outcome))
+        return JSONResponse(_outcome(outcome), headers=NO_STORE)
 
     @app.post("/api/e/{token}/search-saved", tags=["guest"], response_model=SearchOut,
               responses=_errors(400, 404, 413, 422, 503))
@@ -463,7 +484,7 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
         guest_id = service.guest_id(body.guest_id)
         outcome = await run_in_threadpool(service.search, event, None, guest_id=guest_id,
                                           selfie_token=body.selfie_token, show_more=body.show_more)
-        return JSONResponse(_outcome(outcome))
+        return JSONResponse(_outcome(outcome), headers=NO_STORE)
 
     @app.post("/api/e/{token}/feedback", tags=["guest"], response_model=StatusOut,
               responses=_errors(400, 404, 413, 422))
@@ -479,10 +500,10 @@ def create_app(settings: Settings, service: PicsortService | None = None) -> Fas
     @app.get("/api/e/{token}/photos/{photo_id}/original", tags=["guest"], response_model=UrlOut,
              responses=_errors(400, 404, 422))
     def original(event: GuestEventDep, photo_id: str, service: ServiceDep,
-                 x_guest_id: Annotated[str | None, Header()] = None) -> dict[str, str]:
+                 x_guest_id: Annotated[str | None, Header()] = None) -> JSONResponse:
         if not x_guest_id:
             raise NotFoundError("not found")
-        return {"url": service.original_url(event, x_guest_id, photo_id)}
+        return JSONResponse({"url": service.original_url(event, x_guest_id, photo_id)}, headers=NO_STORE)
 
     @app.get("/files/{key:path}", tags=["files"], response_class=Response, responses={
         200: {"description": "The file (a JPEG for previews and thumbnails)",

@@ -315,3 +315,20 @@ def test_unknown_link_is_404(page: Page) -> None:
     response = page.goto("/e/not-the-token")
     assert response is not None and response.status == 404
     assert response.json() == {"error": "not_found", "message": "not found"}
+
+
+def test_kiosk_headers_lock_the_page_down(kiosk: tuple[str, FakeService]) -> None:
+    """Strict CSP (this server only, the page's own inline code by hash, no framing), no caching of
+    pages and answers that carry links, nosniff everywhere. The browser tests above run under it."""
+    import httpx
+
+    with httpx.Client(base_url=kiosk[0], timeout=30) as client:
+        page = client.get(f"/e/{TOKEN}")
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+        assert "'unsafe-inline'" not in csp and "script-src 'sha256-" in csp
+        assert page.headers["cache-control"] == "no-store"
+        found = client.post(f"/api/e/{TOKEN}/search", files={"selfie": ("me.jpg", jpeg_bytes(gradient(64, 64)), "image/jpeg")})
+        assert found.status_code == 200 and found.headers["cache-control"] == "no-store"
+        for response in (page, found, client.get("/healthz")):
+            assert response.headers["x-content-type-options"] == "nosniff"
