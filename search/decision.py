@@ -120,13 +120,6 @@ class Thresholds:
             return math.inf
         return self.high - SIMILARITY_SPREAD * math.log((100.0 - s) / 20.0)
 
-    def tier(self, z: float) -> str | None:
-        if z >= self.high:
-            return "high"
-        if z >= self.maybe:
-            return "low"
-        return None
-
 
 def thresholds_for(crowd: CrowdModel, policy: Policy, faces: int, crowd_size: int | None = None) -> Thresholds:
     """z thresholds for an event of `faces` faces whose crowd sample holds `crowd_size` of them."""
@@ -144,7 +137,6 @@ class Matches:
 
     face_ids: np.ndarray  # int64
     z: np.ndarray  # float32, after query expansion
-    cosine: np.ndarray  # float32, of the plain query
     thresholds: Thresholds
 
     def __len__(self) -> int:
@@ -215,8 +207,7 @@ def decide(index: EventIndex, query: np.ndarray, crowd: CrowdModel, policy: Poli
     z = _expand(index, q[0], ids, z, thresholds, policy, crowd)
     keep = z >= floor_z
     order = np.argsort(-z[keep], kind="stable")
-    return Matches(ids[keep][order], z[keep][order].astype(np.float32), cos[keep][order].astype(np.float32),
-                   thresholds)
+    return Matches(ids[keep][order], z[keep][order].astype(np.float32), thresholds)
 
 
 def score_faces(index: EventIndex, embedding: np.ndarray, face_ids: np.ndarray, crowd: CrowdModel) -> np.ndarray:

@@ -43,13 +43,6 @@ class Tiers:
         """Inverse map (for thresholds given on the 0-100 scale, e.g. FaceMatchThreshold)."""
         return float(np.interp(similarity, [0.0, 50.0, 80.0, 100.0], [0.0, self.low, self.high, self.high + 0.3]))
 
-    def tier(self, cosine: float) -> str | None:
-        if cosine >= self.high:
-            return "high"
-        if cosine >= self.low:
-            return "low"
-        return None
-
 
 def tiers_for(pack: str, fallback_low: float, fallback_high: float) -> Tiers:
     low, high = CALIBRATION.get(pack, (fallback_low, fallback_high))
