@@ -9,7 +9,8 @@ import threading
 import cv2
 import numpy as np
 
-from indexer.outfit import Outfit, outfit_colours
+from indexer.outfit import outfit_colours
+from picsort_local.types import Outfit
 
 DETECT_LONG_SIDE = 640  # HOG runs on a reduced copy: people are large, and HOG is slow at full size
 _local = threading.local()

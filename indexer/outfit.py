@@ -6,21 +6,14 @@ sampled to a small grid in one pass, and a batched k-means runs on all of them a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
 from models.alignment import warp_faces
+from picsort_local.types import Outfit
 
 GRID = 20  # samples per side of each torso region
 K = 3  # clusters: garment, background, skin/hair/other
-
-
-@dataclass(frozen=True)
-class Outfit:
-    lab: tuple[float, float, float]  # L 0..100, a, b roughly -128..127
-    name: str
 
 
 def torso_boxes(face_boxes: np.ndarray, width: int, height: int, min_fraction: float = 0.4) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -17,7 +18,7 @@ from models.quality import brightness, pose_from_landmarks, sharpness
 from models.runtime import CUDA, choose_providers, create_session, embed_batch_size
 from picsort_local.images import DecodedImage, decode_image
 from picsort_local.settings import Settings
-from picsort_local.types import AnalyzedFace, BoundingBox, DetectedFace, FaceQuality
+from picsort_local.types import FaceQuality, FaceRecord, Outfit, PixelBox
 
 logger = logging.getLogger(__name__)
 
@@ -37,26 +38,23 @@ class PhotoFaces:
     def __len__(self) -> int:
         return len(self.detections)
 
-    def faces(self) -> list[AnalyzedFace]:
+    def records(self, outfits: Sequence[Outfit | None] | None = None) -> list[FaceRecord]:
+        """The faces as domain values (boxes and landmarks in original pixels), optionally with the
+        outfit colour under each face."""
         d = self.detections
         out = []
         for i in range(len(d)):
             x1, y1, x2, y2 = (float(v) for v in d.boxes[i])
-            face = DetectedFace(
-                box=BoundingBox(x1, y1, x2, y2),
-                landmarks=tuple((float(p[0]), float(p[1])) for p in d.kps[i]),
+            quality = FaceQuality(face_px=y2 - y1, sharpness=float(self.sharpness[i]),
+                                  brightness=float(self.brightness[i]), yaw=float(self.yaw[i]),
+                                  pitch=float(self.pitch[i]), roll=float(self.roll[i]))
+            out.append(FaceRecord(
+                box=PixelBox(x1, y1, x2, y2),
+                landmarks=tuple((round(float(p[0]), 2), round(float(p[1]), 2)) for p in d.kps[i]),
                 score=float(d.scores[i]),
-            )
-            quality = FaceQuality(
-                detection_score=float(d.scores[i]),
-                face_px=y2 - y1,
-                sharpness=float(self.sharpness[i]),
-                yaw=float(self.yaw[i]),
-                pitch=float(self.pitch[i]),
-                roll=float(self.roll[i]),
-                brightness=float(self.brightness[i]),
-            )
-            out.append(AnalyzedFace(face=face, quality=quality, embedding=self.embeddings[i]))
+                quality=quality,
+                outfit=outfits[i] if outfits is not None else None,
+            ))
         return out
 
 

@@ -101,7 +101,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         path = Path(name)
         try:
             image = engine.decode(path.read_bytes())
-            faces = engine.analyze(image).faces()
+            faces = engine.analyze(image).records()
         except (PicsortError, OSError) as exc:
             failures += 1
             message = exc.message if isinstance(exc, PicsortError) else str(exc)
@@ -116,10 +116,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
             "height": image.original.height,
             "faces": [
                 {
-                    "box": [round(v, 1) for v in f.face.box.as_list()],
-                    "landmarks": [[round(x, 1), round(y, 1)] for x, y in f.face.landmarks],
-                    "score": round(f.face.score, 4),
-                    "quality": {k: round(float(v), 3) for k, v in vars(f.quality).items()},
+                    "box": [round(v, 1) for v in f.box.as_tuple()],
+                    "landmarks": [[round(x, 1), round(y, 1)] for x, y in f.landmarks],
+                    "score": round(f.score, 4),
+                    "quality": {"detection_score": round(f.score, 3),
+                                **{k: round(float(v), 3) for k, v in vars(f.quality).items()}},
                 }
                 for f in faces
             ],
@@ -128,10 +129,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{name}: {len(faces)} face(s) in {image.original.width}x{image.original.height}")
             for i, f in enumerate(faces):
-                b = f.face.box
+                b = f.box
                 q = f.quality
                 print(
-                    f"  #{i}: box=({b.x1:.0f},{b.y1:.0f},{b.x2:.0f},{b.y2:.0f}) score={f.face.score:.3f} "
+                    f"  #{i}: box=({b.x1:.0f},{b.y1:.0f},{b.x2:.0f},{b.y2:.0f}) score={f.score:.3f} "
                     f"size={q.face_px:.0f}px sharpness={q.sharpness:.0f} yaw={q.yaw:.0f} pitch={q.pitch:.0f} roll={q.roll:.0f}"
                 )
     if args.json:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, cast, get_args
 
-from picsort_local.errors import ImageTooLargeError, InvalidImageError, InvalidRequestError, NotFoundError
+from picsort_local.errors import ImageTooLargeError, InvalidImageError, InvalidRequestError
 
 QualityFilter = Literal["NONE", "AUTO", "LOW", "MEDIUM", "HIGH"]
 QUALITY_FILTERS: tuple[str, ...] = get_args(QualityFilter)
@@ -329,26 +329,6 @@ def collection_arn(collection_id: str, region: str, account: str = "000000000000
     # Rekognition's CreateCollection answers "aws:rekognition:REGION:ACCOUNT:collection/ID" (no
     # leading "arn:"), so clients that parse it see the same shape.
     return f"aws:rekognition:{region}:{account}:collection/{collection_id}"
-
-
-class InvalidPaginationTokenError(InvalidRequestError):
-    """A NextToken the provider did not hand out (InvalidPaginationTokenException)."""
-
-    code = "invalid_pagination_token"
-
-
-class InvalidS3ObjectError(InvalidRequestError):
-    """Image.S3Object names no readable object (InvalidS3ObjectException)."""
-
-    code = "invalid_s3_object"
-
-
-class CollectionNotFoundError(NotFoundError):
-    """A collection id that does not exist (ResourceNotFoundException)."""
-
-    def __init__(self, collection_id: str) -> None:
-        super().__init__(f"The collection id: {collection_id} does not exist")
-        self.collection_id = collection_id
 
 
 __all__ = [

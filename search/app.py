@@ -26,33 +26,29 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from picsort_local.errors import (
     AlreadyExistsError,
+    AuthError,
     DeviceUnavailableError,
     ImageTooLargeError,
     InvalidImageError,
     InvalidRequestError,
     ModelPackError,
+    NoFaceError,
     NotFoundError,
+    PayloadTooLargeError,
     PicsortError,
+    SignatureError,
+    TooManyFacesError,
 )
 from picsort_local.settings import Settings
 from search.access_log import install as redact_access_log
 from search.rekognition_api import rekognition_router
-from search.service import NoFaceError, PicsortService, SearchHit, SearchOutcome, TooManyFacesError
-from search.signing import SignatureError
+from search.service import PicsortService, SearchHit, SearchOutcome
 from storage.metadata import EventRow
 
 logger = logging.getLogger(__name__)
 
 
 METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class AuthError(PicsortError):
-    code = "unauthorized"
-
-
-class PayloadTooLargeError(PicsortError):
-    code = "payload_too_large"
 
 
 def _error_response(exc: PicsortError) -> JSONResponse:

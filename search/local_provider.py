@@ -36,7 +36,14 @@ from indexer.events import Catalog
 from indexer.ingest import Ingestor
 from indexer.vector_index import EventIndex, IndexCache, LoadedIndex
 from models.engine import FaceEngine, PhotoFaces
-from picsort_local.errors import AlreadyExistsError, InvalidImageError, InvalidRequestError, PicsortError
+from picsort_local.errors import (
+    AlreadyExistsError,
+    CollectionNotFoundError,
+    InvalidImageError,
+    InvalidPaginationTokenError,
+    InvalidRequestError,
+    PicsortError,
+)
 from picsort_local.provider import (
     COMPARE_TARGET_LIMIT,
     DEFAULT_FACE_MATCH_THRESHOLD,
@@ -50,7 +57,6 @@ from picsort_local.provider import (
     SEARCH_MAX_FACES,
     BoundingBox,
     CollectionDescription,
-    CollectionNotFoundError,
     CollectionPage,
     ComparedFace,
     CompareFacesMatch,
@@ -64,7 +70,6 @@ from picsort_local.provider import (
     FaceRecord,
     ImageQuality,
     IndexFacesResult,
-    InvalidPaginationTokenError,
     Landmark,
     Pose,
     QualityFilter,

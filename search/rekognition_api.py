@@ -48,10 +48,13 @@ from starlette.concurrency import run_in_threadpool
 
 from picsort_local.errors import (
     AlreadyExistsError,
+    AwsError,
     DeviceUnavailableError,
     ImageTooLargeError,
     InvalidImageError,
+    InvalidPaginationTokenError,
     InvalidRequestError,
+    InvalidS3ObjectError,
     ModelPackError,
     NotFoundError,
     PicsortError,
@@ -66,8 +69,6 @@ from picsort_local.provider import (
     ComparedFace,
     Face,
     FaceDetail,
-    InvalidPaginationTokenError,
-    InvalidS3ObjectError,
     check_image_size,
 )
 from picsort_local.settings import Settings
@@ -88,17 +89,6 @@ _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 # selfies (kept under their event since schema 4; "selfies/" was the folder before).
 _PRIVATE_KEY = re.compile(r"^(?:selfies/|events/[^/]+/selfies/)")
 _REQUIRED_SIGNED = ("host", "x-amz-date", "x-amz-target")
-
-
-class AwsError(PicsortError):
-    """An error with its Rekognition wire name (e.g. "InvalidSignatureException")."""
-
-    code = "aws_error"
-
-    def __init__(self, aws_type: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.aws_type = aws_type
-        self.status = status
 
 
 # ---- SigV4 -----------------------------------------------------------------------------------------

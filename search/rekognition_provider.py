@@ -16,10 +16,14 @@ from typing import Any
 
 from picsort_local.errors import (
     AlreadyExistsError,
+    CollectionNotFoundError,
     ImageTooLargeError,
     InvalidImageError,
+    InvalidPaginationTokenError,
     InvalidRequestError,
+    InvalidS3ObjectError,
     PicsortError,
+    ProviderRequestError,
 )
 from picsort_local.provider import (
     DEFAULT_FACE_MATCH_THRESHOLD,
@@ -27,7 +31,6 @@ from picsort_local.provider import (
     DEFAULT_SIMILARITY_THRESHOLD,
     BoundingBox,
     CollectionDescription,
-    CollectionNotFoundError,
     CollectionPage,
     ComparedFace,
     CompareFacesMatch,
@@ -41,8 +44,6 @@ from picsort_local.provider import (
     FaceRecord,
     ImageQuality,
     IndexFacesResult,
-    InvalidPaginationTokenError,
-    InvalidS3ObjectError,
     Landmark,
     Pose,
     QualityFilter,
@@ -52,16 +53,6 @@ from picsort_local.provider import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class ProviderRequestError(PicsortError):
-    """Any other AWS error (throttling, access denied, signature...): `aws_code` names it."""
-
-    code = "provider_error"
-
-    def __init__(self, aws_code: str, message: str) -> None:
-        super().__init__(f"{aws_code}: {message}")
-        self.aws_code = aws_code
 
 
 def _domain_error(code: str, message: str, collection_id: str | None) -> PicsortError:

@@ -22,7 +22,12 @@ from indexer.outfit import colour_name, delta_e, outfit_colours
 from indexer.vector_index import IndexCache
 from models.engine import FaceEngine
 from models.runtime import plan_parallelism
-from picsort_local.errors import InvalidRequestError, NotFoundError, PicsortError
+from picsort_local.errors import (
+    InvalidRequestError,
+    NoFaceError,
+    NotFoundError,
+    TooManyFacesError,
+)
 from picsort_local.main_face import SELFIE_MIN_SHARE, choose_main_face
 from picsort_local.settings import Settings
 from search.calibration import crowd_model
@@ -35,22 +40,6 @@ logger = logging.getLogger(__name__)
 
 GUEST_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 OUTFIT_MAX_DELTA_E = 14.0  # CIE76 distance under which two torso colours count as the same outfit
-
-
-class NoFaceError(PicsortError):
-    code = "no_face"
-
-
-class TooManyFacesError(PicsortError):
-    """Two or more faces are equally plausible as the guest's (similar size near the centre)."""
-
-    code = "too_many_faces"
-
-    def __init__(self, count: int, boxes: tuple[tuple[float, float, float, float], ...] = ()) -> None:
-        super().__init__(f"{count} faces of similar size near the centre: please retake the selfie "
-                         "with only your face in the middle of the frame")
-        self.count = count
-        self.boxes = boxes  # (left, top, width, height) as shares of the photo, the competing faces
 
 
 @dataclass(frozen=True)

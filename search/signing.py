@@ -10,11 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from picsort_local.errors import PicsortError
-
-
-class SignatureError(PicsortError):
-    code = "bad_signature"
+from picsort_local.errors import SignatureError
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -50,7 +50,8 @@ def test_redact_under_a_root_path() -> None:
 
 
 def test_signature_with_non_ascii_is_refused_not_a_crash() -> None:
-    from search.signing import SignatureError, UrlSigner
+    from picsort_local.errors import SignatureError
+    from search.signing import UrlSigner
 
     signer = UrlSigner(b"k" * 32, ttl_s=60)
     with pytest.raises(SignatureError):

@@ -18,10 +18,9 @@ import pytest
 from conftest import LiveServer  # type: ignore[import-not-found]
 from support_images import gradient, jpeg_bytes
 
-from picsort_local.errors import NotFoundError
+from picsort_local.errors import NotFoundError, SignatureError, TooManyFacesError
 from picsort_local.settings import Settings
-from search.service import SearchHit, SearchOutcome, TooManyFacesError
-from search.signing import SignatureError
+from search.service import SearchHit, SearchOutcome
 from storage.metadata import EventRow
 
 if TYPE_CHECKING:

@@ -58,7 +58,8 @@ def _signed(body: bytes, *, secret: str = SECRET, key_id: str = KEY_ID) -> Any:
 
 
 def test_sigv4_accepts_botocore_signatures_and_rejects_tampering() -> None:
-    from search.rekognition_api import AwsError, SigV4Verifier
+    from picsort_local.errors import AwsError
+    from search.rekognition_api import SigV4Verifier
 
     verifier = SigV4Verifier({KEY_ID: SECRET})
     assert verifier.verify(_signed(b"{}")) == KEY_ID
