@@ -41,7 +41,7 @@ from models.packs import load_pack
 from models.pipeline import analyze_stream
 from models.runtime import choose_providers, plan_parallelism
 from picsort_local.images import decode_image
-from picsort_local.settings import Settings
+from picsort_local.settings import EngineSettings, Settings
 
 SIZE_BUCKETS = [(0, 10), (10, 16), (16, 24), (24, 48), (48, 96), (96, 10_000)]
 
@@ -59,7 +59,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def recall_by_size(gt: dict[str, np.ndarray], found: dict[str, np.ndarray], iou: float = 0.4) -> dict[str, Any]:
+def recall_by_size(gt: dict[str, np.ndarray], found: dict[str, np.ndarray],
+                   iou: float = 0.4) -> dict[str, Any]:
     hits = {b: [0, 0] for b in SIZE_BUCKETS}
     for key, boxes in gt.items():
         det = found.get(key, np.zeros((0, 4)))
@@ -148,7 +149,8 @@ def naive_loop(engine: FaceEngine, paths: list[Path]) -> RunResult:
     return RunResult(time.perf_counter() - start, boxes, embs, faces)
 
 
-def _stock_session(graph: onnx.ModelProto, settings: Settings, threads: int = 0) -> ort.InferenceSession:
+def _stock_session(graph: onnx.ModelProto, settings: EngineSettings,
+                   threads: int = 0) -> ort.InferenceSession:
     """A session made the model_zoo way: onnxruntime's default options (`threads` only for the
     one-thread micro benchmark), except that its unused-initializer warnings are silenced."""
     options = ort.SessionOptions()
@@ -159,7 +161,7 @@ def _stock_session(graph: onnx.ModelProto, settings: Settings, threads: int = 0)
     return ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
 
 
-def stock_embedder(engine: FaceEngine, settings: Settings, *, batch_dynamic: bool = False,
+def stock_embedder(engine: FaceEngine, settings: EngineSettings, *, batch_dynamic: bool = False,
                    threads: int = 0) -> FaceEmbedder:
     """The pack's embedder file as shipped, with the engine's preprocessing. `batch_dynamic` only for
     the batch-size micro benchmark: the naive loop embeds one face a call."""
@@ -170,7 +172,7 @@ def stock_embedder(engine: FaceEngine, settings: Settings, *, batch_dynamic: boo
                         std=engine.embedder.std, bgr=engine.embedder.bgr, batch_size=1)
 
 
-def stock_engine(engine: FaceEngine, settings: Settings) -> FaceEngine:
+def stock_engine(engine: FaceEngine, settings: EngineSettings) -> FaceEngine:
     """The engine's pack and detector settings on default sessions, no graph rewrites (the detector's
     input size is freed only because the multi-scale detection cannot run at a fixed 640x640)."""
     graph = onnx.load(str(load_pack(settings.models_dir, settings.pack).detector_path))
@@ -245,7 +247,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--pack", default=None)
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (0 = all)")
-    parser.add_argument("--sweep", type=int, default=60, help="photos for the detector-settings sweep (0 = skip)")
+    parser.add_argument("--sweep", type=int, default=60,
+                        help="photos for the detector-settings sweep (0 = skip)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/engine.json"))
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--blocks", type=int, default=6,
@@ -258,25 +261,28 @@ def main() -> None:
     paths = sorted(args.data / "images" / k for k in gt_raw)
     if args.limit:
         paths = paths[: args.limit]
-    gt = {p.name: np.array([[x, y, x + w, y + h] for x, y, w, h in gt_raw[str(p.relative_to(args.data / "images"))]],
+    gt = {p.name: np.array([[x, y, x + w, y + h]
+                            for x, y, w, h in gt_raw[str(p.relative_to(args.data / "images"))]],
                            np.float32).reshape(-1, 4) for p in paths}
 
     cores = os.cpu_count() or 1
     base = Settings(**({"pack": args.pack} if args.pack else {}))
     # Engine: the ingest plan (on CPU: one inference worker per core, one thread each).
-    workers, threads = plan_parallelism(base)
-    engine = FaceEngine.from_settings(base.model_copy(update={"threads": threads}))
+    workers, threads = plan_parallelism(base.engine, base.ingest)
+    engine = FaceEngine.from_settings(replace(base.engine, threads=threads))
     # Naive loop on the engine's graphs: one session using every core.
-    naive_engine = FaceEngine.from_settings(base.model_copy(update={"threads": cores}))
+    naive_engine = FaceEngine.from_settings(replace(base.engine, threads=cores))
     # Naive loop as FaceAnalysis runs it: default sessions on the pack's files as shipped.
-    stock = stock_engine(naive_engine, base)
+    stock = stock_engine(naive_engine, base.engine)
 
     result: dict[str, Any] = {
-        "dataset": str(args.data), "photos": len(paths), "ground_truth_faces": int(sum(len(v) for v in gt.values())),
+        "dataset": str(args.data), "photos": len(paths),
+        "ground_truth_faces": int(sum(len(v) for v in gt.values())),
         "pack": engine.pack_name, "machine": {"cpus": cores, "platform": platform.platform(),
                                                "processor": platform.processor()},
-        "settings": base.model_dump(mode="json", include={"min_face_px", "det_target_face_px", "det_pad_ratio",
-                                                          "det_global_size", "det_threshold"}),
+        "settings": base.model_dump(mode="json", include={"min_face_px", "det_target_face_px",
+                                                          "det_pad_ratio", "det_global_size",
+                                                          "det_threshold"}),
         "embed_batch": engine.embedder.batch_size,
     }
 
@@ -286,7 +292,7 @@ def main() -> None:
 
     # The same pipeline at other embedder batch sizes, each on its own sessions (the default batch is
     # chosen by device; these show whether that choice holds end to end).
-    batch_engines = {b: FaceEngine.from_settings(base.model_copy(update={"threads": threads, "embed_batch": b}))
+    batch_engines = {b: FaceEngine.from_settings(replace(base.engine, threads=threads, embed_batch=b))
                      for b in args.batches if b != engine.embedder.batch_size}
     runners: dict[str, Runner] = {
         "naive": lambda block: naive_loop(stock, block),
@@ -316,19 +322,21 @@ def main() -> None:
                                                 / result["naive_engine_graphs"]["photos_per_s"])
     result["speedup_naive_engine_graphs_vs_naive"] = (result["naive_engine_graphs"]["photos_per_s"]
                                                       / result["naive"]["photos_per_s"])
-    result["speedup_per_block"] = [a / b for a, b in zip(n.per_block, e.per_block)]
-    result["speedup_vs_naive_engine_graphs_per_block"] = [a / b for a, b in zip(g.per_block, e.per_block)]
+    result["speedup_per_block"] = [a / b for a, b in zip(n.per_block, e.per_block, strict=True)]
+    result["speedup_vs_naive_engine_graphs_per_block"] = [a / b for a, b in zip(g.per_block, e.per_block,
+                                                                                strict=True)]
     result["same_faces"] = same_faces(e_boxes, e_emb, n.boxes, n.embeddings)
     result["same_faces_engine_graphs"] = same_faces(e_boxes, e_emb, g.boxes, g.embeddings)
     result["recall_engine"] = recall_by_size(gt, e_boxes)
     result["micro_single_session_all_cores"] = {
         "detection_ms_per_image": micro_detection(naive_engine, paths),
         "embedding_ms_per_face_as_shipped": micro_embedding(
-            stock_embedder(naive_engine, base, batch_dynamic=True)),
+            stock_embedder(naive_engine, base.engine, batch_dynamic=True)),
         "embedding_ms_per_face_engine_graph": micro_embedding(naive_engine.embedder),
     }
     result["micro_one_thread_ms_per_face"] = {
-        "as_shipped": micro_embedding(stock_embedder(naive_engine, base, batch_dynamic=True, threads=1)),
+        "as_shipped": micro_embedding(stock_embedder(naive_engine, base.engine, batch_dynamic=True,
+                                                     threads=1)),
         "engine_graph": micro_embedding(engine.embedder),
     }
 
@@ -342,10 +350,10 @@ def main() -> None:
             detector = type(naive_engine.detector)(naive_engine.detector.session, cfg)
             images = [decode_image(p.read_bytes()) for p in subset]
             start = time.perf_counter()
-            found = {p.name: detector.detect(im.pixels).boxes for p, im in zip(subset, images)}
+            found = {p.name: detector.detect(im.pixels).boxes for p, im in zip(subset, images, strict=True)}
             ms = (time.perf_counter() - start) / len(subset) * 1000
-            sweep.append({"target_face_px": target, "pad_ratio": pad, "global_size": gsize, "ms_per_photo": ms,
-                          "recall": recall_by_size(sub_gt, found)})
+            sweep.append({"target_face_px": target, "pad_ratio": pad, "global_size": gsize,
+                          "ms_per_photo": ms, "recall": recall_by_size(sub_gt, found)})
         result["detector_sweep"] = {"photos": len(subset), "runs": sweep}
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ from models.lfw import embed_images
 from picsort_local.settings import Settings
 
 
-def lfw_event(images_dir: Path, identities: int, per_identity: int, singles: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+def lfw_event(images_dir: Path, identities: int, per_identity: int, singles: int,
+              seed: int = 0) -> tuple[list[str], np.ndarray]:
     rng = np.random.default_rng(seed)
     people = sorted(p for p in images_dir.iterdir() if p.is_dir())
     counts = {p.name: len(list(p.glob("*.jpg"))) for p in people}
@@ -35,20 +36,23 @@ def lfw_event(images_dir: Path, identities: int, per_identity: int, singles: int
         files = sorted((images_dir / person).glob("*.jpg"))[:per_identity]
         names += [f"{person}/{f.name}" for f in files]
         labels += [label] * len(files)
-    for offset, person in enumerate(sorted(rng.choice(single, size=min(singles, len(single)), replace=False))):
+    picked = sorted(rng.choice(single, size=min(singles, len(single)), replace=False))
+    for offset, person in enumerate(picked):
         names.append(f"{person}/{person}_0001.jpg")
         labels.append(len(chosen) + offset)
     return names, np.array(labels)
 
 
-def sweep(embeddings: np.ndarray, truth: np.ndarray, eps_values: list[float], min_samples_values: list[int]) -> list[dict[str, Any]]:
+def sweep(embeddings: np.ndarray, truth: np.ndarray, eps_values: list[float],
+          min_samples_values: list[int]) -> list[dict[str, Any]]:
     runs = []
     for min_samples in min_samples_values:
         for eps in eps_values:
             start = time.perf_counter()
             result = grouping.cluster(embeddings, eps=eps, min_samples=min_samples)
             runs.append({"eps": eps, "min_samples": min_samples, "persons": result.n_clusters,
-                         "seconds": time.perf_counter() - start, **grouping.pairwise_scores(result.labels, truth)})
+                         "seconds": time.perf_counter() - start,
+                         **grouping.pairwise_scores(result.labels, truth)})
     return runs
 
 
@@ -62,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     names, truth = lfw_event(args.lfw / "images", args.identities, args.per_identity, args.singles)
-    engine = FaceEngine.from_settings(Settings())
+    engine = FaceEngine.from_settings(Settings().engine)
     start = time.perf_counter()
     embeddings, _, missed = embed_images(engine, args.lfw / "images", names)
     embed_s = time.perf_counter() - start
@@ -74,7 +78,8 @@ def main() -> None:
                   "identities_with_2plus": args.identities, "singles": args.singles,
                   "detection_misses": len(missed)},
         "pack": engine.pack_name, "embedding_seconds": embed_s,
-        "chosen": best, "current_default": {"eps": grouping.DEFAULT_EPS, "min_samples": grouping.DEFAULT_MIN_SAMPLES},
+        "chosen": best,
+        "current_default": {"eps": grouping.DEFAULT_EPS, "min_samples": grouping.DEFAULT_MIN_SAMPLES},
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

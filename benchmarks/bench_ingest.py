@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +79,12 @@ def naive_ingest(engine: FaceEngine, paths: list[Path], data_dir: Path, bodies: 
         blobs.put(f"events/naive/originals/{path.name}", data)
         image = decode_image(data)
         det = engine.detect(image)
-        vectors = np.concatenate([engine.embedder.embed(c[None]) for c in _crops(image, det)]) if len(det) else None
+        vectors = (np.concatenate([engine.embedder.embed(c[None]) for c in _crops(image, det)]) if len(det)
+                   else None)
         if bodies:
             faceless_people(image.pixels, det.boxes * image.scale)
-        thumb = cv2.imencode(".jpg", cv2.resize(image.pixels, (400, int(400 * image.pixels.shape[0] / image.pixels.shape[1]))))[1]
+        height = int(400 * image.pixels.shape[0] / image.pixels.shape[1])
+        thumb = cv2.imencode(".jpg", cv2.resize(image.pixels, (400, height)))[1]
         blobs.put(f"events/naive/thumb/{path.name}", thumb.tobytes())
         if vectors is not None:
             index.add(np.arange(next_id, next_id + len(vectors)), vectors)
@@ -97,9 +100,9 @@ def _crops(image: Any, faces: Any) -> np.ndarray:
 
 
 def run_ingest(settings: Settings, engine: FaceEngine, paths: list[Path], workers: int) -> dict[str, Any]:
-    catalog = Catalog(settings)
+    catalog = Catalog(settings.storage)
     event = catalog.create_event("bench").event
-    ingestor = Ingestor(catalog, engine, workers=workers, checkpoint_photos=settings.ingest_checkpoint_photos)
+    ingestor = Ingestor(catalog, engine, settings.ingest, workers=workers)
     report = ingestor.ingest_paths(event.id, paths)
     index_bytes = sum(len(catalog.blobs.get(k)) for k in catalog.blobs.list(f"events/{event.id}/index/")
                       if k.endswith(".faiss"))
@@ -117,11 +120,13 @@ def run_ingest(settings: Settings, engine: FaceEngine, paths: list[Path], worker
     }
 
 
-def synthetic_event(lfw: Path, backgrounds: list[Path], out: Path, photos: int, seed: int = 0) -> tuple[list[Path], int]:
+def synthetic_event(lfw: Path, backgrounds: list[Path], out: Path, photos: int,
+                    seed: int = 0) -> tuple[list[Path], int]:
     """Photos of 2-6 LFW faces (the central crop of each deep-funnelled image) pasted at 60-180 px onto
     real WIDER backgrounds; identities repeat across photos like guests at an event."""
     rng = np.random.default_rng(seed)
-    people = sorted(p for p in (lfw / "images").iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 4)[:300]
+    people = sorted(p for p in (lfw / "images").iterdir()
+                    if p.is_dir() and len(list(p.glob("*.jpg"))) >= 4)[:300]
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     pasted = 0
@@ -165,14 +170,15 @@ def main() -> None:
         paths = paths[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         base = Settings(data_dir=Path(tmp) / "data", ingest_bodies=not args.no_bodies)
-        workers, threads = plan_parallelism(base)
-        engine = FaceEngine.from_settings(base.model_copy(update={"threads": threads}))
-        single = FaceEngine.from_settings(base.model_copy(update={"threads": os.cpu_count() or 1}))
+        workers, threads = plan_parallelism(base.engine, base.ingest)
+        engine = FaceEngine.from_settings(replace(base.engine, threads=threads))
+        single = FaceEngine.from_settings(replace(base.engine, threads=os.cpu_count() or 1))
         limit = models_limit(single, paths, bodies=not args.no_bodies)
         naive_s = naive_ingest(single, paths, Path(tmp) / "naive", bodies=not args.no_bodies)
         wider = run_ingest(base, engine, paths, workers)
         result: dict[str, Any] = {
-            "machine_cpus": os.cpu_count(), "bodies_pass": not args.no_bodies, "workers": workers, "threads_per_worker": threads,
+            "machine_cpus": os.cpu_count(), "bodies_pass": not args.no_bodies, "workers": workers,
+            "threads_per_worker": threads,
             "pack": engine.pack_name,
             "wider": wider,
             "models_limit": limit,
@@ -184,7 +190,8 @@ def main() -> None:
         if args.synthetic and args.lfw:
             synth_paths, pasted = synthetic_event(args.lfw, paths, Path(tmp) / "synthetic", args.synthetic)
             synth_settings = base.model_copy(update={"data_dir": Path(tmp) / "data-synth"})
-            result["synthetic"] = {"pasted_faces": pasted, **run_ingest(synth_settings, engine, synth_paths, workers)}
+            result["synthetic"] = {"pasted_faces": pasted,
+                                   **run_ingest(synth_settings, engine, synth_paths, workers)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

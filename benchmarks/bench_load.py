@@ -23,9 +23,6 @@ import platform
 import random
 import re
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,9 +38,16 @@ import httpx
 import numpy as np
 import psutil
 from PIL import Image
-from typing_extensions import Self
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, this needs the checkout on the path (before tests/, whose folders mirror the packages'
+# names) and tests/ for the server harness (tests/support/servers.py, shared with the tests).
+for _path in (REPO / "tests", REPO):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from support.servers import ServerProcess  # noqa: E402
+
 SHED_STATUSES = (429, 503)
 REQUEST_TIMEOUT_S = 120.0
 # Phone-like selfie sizes (portrait), scaled down: several input sizes reach the decoder and detector,
@@ -95,61 +99,9 @@ class Sample:
 
 
 # ---- the server process ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    """`picsort serve` in its own process on loopback, with its log in a file."""
-
-    def __init__(self, data_dir: Path, admin_key: str, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.admin_key = admin_key
-        self.log_path = log_path
-        self.env = env or {}
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("server not started")
-        return self.proc.pid
-
-    def __enter__(self) -> Self:
-        env = {**os.environ, **self.env, "PICSORT_DATA_DIR": str(self.data_dir), "PICSORT_ADMIN_KEY": self.admin_key}
-        cmd = [sys.executable, "-m", "picsort_local.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 300
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"server not ready after 300 s: {self.log_tail()}")
-            time.sleep(0.2)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+class LoadServer(ServerProcess):
+    """`picsort serve` in its own process on loopback (support.servers), plus what this benchmark measures
+    on it: its memory and the trouble in its log."""
 
     def rss_bytes(self) -> int:
         """Resident memory of the server and any children it started."""
@@ -165,9 +117,6 @@ class ServerProcess:
             except psutil.NoSuchProcess:
                 continue
         return total
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
     def log_problems(self) -> dict[str, Any]:
         """Server-side evidence of trouble that a client might not see (tracebacks, locked database)."""
@@ -186,7 +135,7 @@ class ServerProcess:
 class RssSampler(threading.Thread):
     """Server RSS every `interval` seconds for the whole run, tagged with the phase running."""
 
-    def __init__(self, server: ServerProcess, t0: float, interval: float = 0.5) -> None:
+    def __init__(self, server: LoadServer, t0: float, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
         self.server, self.t0, self.interval = server, t0, interval
         self.phase = "start"
@@ -615,7 +564,7 @@ def phase_load(cfg: LoadConfig, site: Site, work: Workload, guests: list[Guest],
     return result
 
 
-def phase_sequential(cfg: LoadConfig, site: Site, work: Workload, guests: list[Guest], server: ServerProcess,
+def phase_sequential(cfg: LoadConfig, site: Site, work: Workload, guests: list[Guest], server: LoadServer,
                      t0: float) -> dict[str, Any]:
     """cfg.searches searches (by cfg.seq_clients clients, each one after another), RSS every K."""
     samples: list[Sample] = []
@@ -662,9 +611,9 @@ def phase_sequential(cfg: LoadConfig, site: Site, work: Workload, guests: list[G
 
 
 @contextmanager
-def running_server(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[ServerProcess, str]]:
+def running_server(data_dir: Path, env: dict[str, str]) -> Iterator[tuple[LoadServer, str]]:
     key = secrets.token_urlsafe(24)
-    with ServerProcess(data_dir, key, data_dir / "server.log", env) as server:
+    with LoadServer(data_dir, data_dir / "server.log", admin_key=key, env=env, ready_timeout_s=300) as server:
         yield server, key
 
 
@@ -710,7 +659,7 @@ def run_load(cfg: LoadConfig, work_dir: Path) -> dict[str, Any]:
             sampler.stop()
             site.close()
     result["server"]["log"] = server.log_problems()
-    result["server"]["exit_code"] = server.proc.returncode if server.proc else None
+    result["server"]["exit_code"] = server.returncode
     result["rss_timeline"] = [(t, phase, rss / MB) for t, phase, rss in sampler.samples]
     result["load_avg"]["end"] = os.getloadavg()
     result["total_s"] = time.perf_counter() - t0

@@ -19,7 +19,6 @@ points the boto3 provider at it. See docs/rekognition.md.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -38,11 +37,14 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(REPO))
+# Run as a script from anywhere: the checkout on the path (before tests/, whose folders mirror the
+# packages' names), and tests/ for the one server harness (tests/support/servers.py).
+for _path in (REPO / "tests", REPO):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from picsort_local.errors import InvalidRequestError, PicsortError
-from picsort_local.provider import FaceProvider
+from picsort_local.errors import InvalidRequestError, PicsortError  # noqa: E402
+from search.rekognition.protocol import FaceProvider  # noqa: E402
 
 logger = logging.getLogger("bench_provider")
 
@@ -98,12 +100,14 @@ def _measure(provider: FaceProvider, event: LfwEvent, collection_id: str) -> dic
     todo = [p for paths in event.gallery.values() for p in paths] + event.distractors
     for n, path in enumerate(todo, 1):
         started = time.perf_counter()
-        result = provider.index_faces(collection_id, path.read_bytes(), external_image_id=path.stem, max_faces=1)
+        result = provider.index_faces(collection_id, path.read_bytes(), external_image_id=path.stem,
+                                      max_faces=1)
         index_latency.append(time.perf_counter() - started)
         if result.face_records:
             indexed[identity_of(path.stem)] = indexed.get(identity_of(path.stem), 0) + 1
         else:
-            unindexed.append({"photo": path.stem, "reasons": sorted({r for u in result.unindexed_faces for r in u.reasons})})
+            reasons = sorted({r for u in result.unindexed_faces for r in u.reasons})
+            unindexed.append({"photo": path.stem, "reasons": reasons})
         if n % 50 == 0:
             logger.info("indexed %d/%d photos", n, len(todo))
 
@@ -147,7 +151,8 @@ def _measure(provider: FaceProvider, event: LfwEvent, collection_id: str) -> dic
         logger.info("threshold %g: %s", threshold, summary[f"{threshold:g}"])
     return {
         "index": {"photos": len(todo), "indexed": sum(indexed.values()), "unindexed": unindexed,
-                  "latency_ms": {"p50": percentile_ms(index_latency, 50), "p95": percentile_ms(index_latency, 95)}},
+                  "latency_ms": {"p50": percentile_ms(index_latency, 50),
+                                 "p95": percentile_ms(index_latency, 95)}},
         "search_faces_by_image": summary,
         "per_identity": per_identity,
     }
@@ -158,36 +163,36 @@ def _provider(args: argparse.Namespace) -> Iterator[tuple[FaceProvider, dict[str
     """The provider to measure, and what describes it in the report."""
     if args.provider == "local":
         from picsort_local.settings import Settings
-        from search.local_provider import LocalProvider
+        from search.rekognition.local import LocalProvider
+        from search.service import PicsortService
 
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings(data_dir=Path(args.data_dir or tmp))
-            local = LocalProvider.from_settings(settings)
+            service = PicsortService(Settings(data_dir=Path(args.data_dir or tmp)))
+            local = LocalProvider.from_service(service)
             try:
                 yield local, {"provider": "local", "pack": local.engine.pack_name}
             finally:
-                local.catalog.meta.close()
+                service.close()
         return
-    from search.rekognition_provider import RekognitionProvider
+    from search.rekognition.boto import RekognitionProvider
 
     if not args.serve_local:
         remote = RekognitionProvider(endpoint_url=args.endpoint_url, region=args.region)
-        yield remote, {"provider": "rekognition", "endpoint_url": args.endpoint_url or "AWS", "region": args.region}
+        yield remote, {"provider": "rekognition", "endpoint_url": args.endpoint_url or "AWS",
+                       "region": args.region}
         return
     from pydantic import SecretStr
+    from support.servers import LiveServer, create_app
 
     from picsort_local.settings import Settings
-    from search.app import create_app
 
     # The test suite's loopback server (uvicorn in a thread), as the latency benchmark uses it.
-    sys.path.insert(0, str(REPO / "tests" / "search"))
-    live_server: Any = importlib.import_module("conftest").LiveServer
 
     key_id, secret = "AKIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(args.data_dir or tmp), rekognition_access_key_id=key_id,
                             rekognition_secret_access_key=SecretStr(secret), ingest_bodies=False)
-        with live_server(create_app(settings)) as server:
+        with LiveServer(create_app(settings)) as server:
             remote = RekognitionProvider(endpoint_url=server.url, region=args.region or "us-east-1",
                                          aws_access_key_id=key_id, aws_secret_access_key=secret)
             yield remote, {"provider": "rekognition", "endpoint_url": "this project's server on loopback",
@@ -197,23 +202,27 @@ def _provider(args: argparse.Namespace) -> Iterator[tuple[FaceProvider, dict[str
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", choices=["local", "rekognition"], required=True)
     parser.add_argument("--dataset", choices=["lfw-event"], default="lfw-event")
-    parser.add_argument("--lfw", type=Path, required=True, help="LFW folder (with images/ or the identity folders)")
+    parser.add_argument("--lfw", type=Path, required=True,
+                        help="LFW folder (with images/ or the identity folders)")
     parser.add_argument("--identities", type=int, default=50, help="identities searched for (one probe each)")
     parser.add_argument("--gallery", type=int, default=3, help="indexed photos per searched identity")
-    parser.add_argument("--distractors", type=int, default=100, help="other identities indexed with one photo")
+    parser.add_argument("--distractors", type=int, default=100,
+                        help="other identities indexed with one photo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--endpoint-url", help="rekognition: endpoint (default: AWS for --region)")
     parser.add_argument("--region", help="rekognition: AWS region (default: boto3's configuration)")
     parser.add_argument("--serve-local", action="store_true",
                         help="rekognition: start this project's server on loopback and measure through it")
-    parser.add_argument("--data-dir", type=Path, help="local/serve-local: data folder (default: a temporary one)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="local/serve-local: data folder (default: a temporary one)")
     parser.add_argument("--collection-id", help="collection to create (default: picsort-bench-<random>)")
     parser.add_argument("--keep", action="store_true", help="keep the collection afterwards")
     parser.add_argument("--out", type=Path, help="write the JSON report here (it is printed as well)")
 
 
-def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -228,7 +237,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return 1
     report = {
         **described,
-        "dataset": {"name": "lfw-event", "identities": len(event.probes), "gallery_per_identity": args.gallery,
+        "dataset": {"name": "lfw-event", "identities": len(event.probes),
+                    "gallery_per_identity": args.gallery,
                     "distractors": len(event.distractors), "probes": len(event.probes), "seed": args.seed},
         "operation": "SearchFacesByImage (MaxFaces=100) after IndexFaces (MaxFaces=1, QualityFilter=AUTO)",
         "thresholds": list(THRESHOLDS),

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +101,8 @@ def load_or_extract(engine: FaceEngine, dataset: str, root: Path, cache: Path, w
     start = time.perf_counter()
     faces = extract(engine, images, names, identities, workers,
                     progress=lambda n: logger.info("%s: %d/%d photos", dataset, n, len(names)))
-    logger.info("%s: %d photos, %d faces in %.0f s", dataset, len(names), len(faces.photo), time.perf_counter() - start)
+    logger.info("%s: %d photos, %d faces in %.0f s", dataset, len(names), len(faces.photo),
+                time.perf_counter() - start)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **{k: getattr(faces, k) for k in DatasetFaces.__dataclass_fields__})
@@ -110,8 +111,9 @@ def load_or_extract(engine: FaceEngine, dataset: str, root: Path, cache: Path, w
 
 
 def engine_for_benchmark(settings: Settings) -> tuple[FaceEngine, int]:
-    workers, threads = plan_parallelism(settings)
-    return FaceEngine.from_settings(settings.model_copy(update={"threads": threads})), workers
+    """The engine sized like ingest's (workers x threads per session), and the worker count."""
+    workers, threads = plan_parallelism(settings.engine, settings.ingest)
+    return FaceEngine.from_settings(replace(settings.engine, threads=threads)), workers
 
 
 def default_cache() -> Path:
@@ -146,7 +148,8 @@ def _dlib_photo(path: str) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
     image = face_recognition.load_image_file(path)
     boxes = face_recognition.face_locations(image)  # its defaults: HOG, one upsampling
     encodings = face_recognition.face_encodings(image, boxes)
-    xyxy = np.array([(left, top, right, bottom) for top, right, bottom, left in boxes], np.float32).reshape(-1, 4)
+    xyxy = np.array([(left, top, right, bottom) for top, right, bottom, left in boxes],
+                    np.float32).reshape(-1, 4)
     return (image.shape[1], image.shape[0]), xyxy, np.array(encodings, np.float32).reshape(-1, 128)
 
 
@@ -165,15 +168,17 @@ def load_or_extract_dlib(dataset: str, root: Path, cache: Path, processes: int) 
     photo, boxes, embeddings = [], [], []
     start = time.perf_counter()
     with ProcessPoolExecutor(processes) as pool:
-        for i, (wh, xyxy, enc) in enumerate(pool.map(_dlib_photo, [str(images / n) for n in names], chunksize=16)):
+        found = pool.map(_dlib_photo, [str(images / n) for n in names], chunksize=16)
+        for i, (wh, xyxy, enc) in enumerate(found):
             size[i] = wh
             photo.append(np.full(len(xyxy), i, np.int32))
             boxes.append(xyxy)
             embeddings.append(enc)
             if (i + 1) % 500 == 0:
                 logger.info("dlib %s: %d/%d photos", dataset, i + 1, len(names))
-    faces = DatasetFaces(np.array(names), np.array(identities), size, np.concatenate(photo), np.concatenate(boxes),
-                         np.ones(sum(len(p) for p in photo), np.float32), np.concatenate(embeddings))
+    faces = DatasetFaces(np.array(names), np.array(identities), size, np.concatenate(photo),
+                         np.concatenate(boxes), np.ones(sum(len(p) for p in photo), np.float32),
+                         np.concatenate(embeddings))
     logger.info("dlib %s: %d faces in %.0f s", dataset, len(faces.photo), time.perf_counter() - start)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")

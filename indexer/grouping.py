@@ -92,23 +92,6 @@ def cluster(embeddings: np.ndarray, eps: float = DEFAULT_EPS, min_samples: int =
     return Clustering(labels, n_clusters)
 
 
-def centroids(embeddings: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
-    sums = np.zeros((n_clusters, embeddings.shape[1]), np.float32)
-    valid = labels >= 0
-    np.add.at(sums, labels[valid], embeddings[valid])
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sums / np.maximum(norms, 1e-12)
-
-
-def assign_to_centroids(embeddings: np.ndarray, cents: np.ndarray, min_similarity: float) -> np.ndarray:
-    """Fast assignment of new faces between re-clusterings: nearest person centroid, or -1."""
-    if len(cents) == 0 or len(embeddings) == 0:
-        return np.full(len(embeddings), -1, np.int64)
-    sims = embeddings @ cents.T
-    best = sims.argmax(axis=1)
-    return np.where(sims[np.arange(len(best)), best] >= min_similarity, best, -1).astype(np.int64)
-
-
 def pairwise_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Pairwise precision/recall and BCubed precision/recall/F1 of a clustering against true ids."""
     # Pair counts from the contingency table, no O(N^2) loop.

@@ -30,19 +30,17 @@ from indexer import grouping
 from indexer.bodies import faceless_people
 from indexer.derived import derived_images, encode_jpeg
 from indexer.events import Catalog
+from indexer.faces import NewFaces, Recovery
 from indexer.outfit import outfit_colours
-from indexer.vector_index import EventIndex
 from models.engine import FaceEngine, PhotoFaces
 from models.pipeline import PipelineResult, analyze_stream
 from picsort_local.errors import InvalidImageError, PicsortError
 from picsort_local.images import IMAGE_SUFFIXES, DecodedImage
+from picsort_local.settings import IngestSettings
+from storage.keys import person_thumb_key, persons_prefix, photo_key
+from storage.metadata import Body, FaceRow
 
 logger = logging.getLogger(__name__)
-
-
-def photo_key(event_id: str, photo_id: str, kind: str) -> str:
-    """Blob keys: originals/{id}.{ext} (private), preview|thumb|micro/{id}.jpg."""
-    return f"events/{event_id}/{kind}/{photo_id}" + ("" if kind == "originals" else ".jpg")
 
 
 def find_images(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
@@ -71,19 +69,17 @@ class IngestReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
-@dataclass
-class _Staged:
-    photo_id: str
-    faces: list[dict[str, Any]]
-    embeddings: np.ndarray
-
-
 class Ingestor:
-    def __init__(self, catalog: Catalog, engine: FaceEngine, *, checkpoint_photos: int = 64,
+    """Runs an event's photos through the engine into the face store. `ingest` is the only settings
+    group it reads (checkpoint size, faceless bodies); `workers` comes from the composition root, which
+    sized the engine's sessions for it (`models.runtime.plan_parallelism`)."""
+
+    def __init__(self, catalog: Catalog, engine: FaceEngine, ingest: IngestSettings, *,
                  workers: int = 1, chunk: int = 8) -> None:
         self.catalog = catalog
         self.engine = engine
-        self.checkpoint_photos = checkpoint_photos
+        self.checkpoint_photos = ingest.checkpoint_photos
+        self.bodies = ingest.bodies
         self.workers = workers
         self.chunk = chunk
 
@@ -92,44 +88,23 @@ class Ingestor:
         return int(self.engine.embedder.dim or 128)
 
     # ---- recovery ------------------------------------------------------------------------------
-    def recover(self, event_id: str) -> dict[str, int]:
-        meta, indexes = self.catalog.meta, self.catalog.indexes
-        index = indexes.load(event_id, self.dim)
-        in_index = set(index.ids().tolist())
-        pending = meta.pending_faces(event_id)
-        done_photos = sorted({p for f, p in pending if f in in_index})
-        redo_photos = sorted({p for f, p in pending if f not in in_index} - set(done_photos))
-        if done_photos:
-            meta.commit_faces(event_id, done_photos)
-        # 'processing' photos without faces in the index, and photos whose faces were half-saved
-        stuck = [p.id for p in meta.list_photos(event_id, "processing") if p.id not in done_photos]
-        redo = sorted(set(redo_photos) | set(stuck))
-        if redo:
-            meta.reset_photos(event_id, redo)
-        unstored = [p.id for p in meta.list_photos(event_id, "pending") if not p.original_key]
-        for photo_id in unstored:  # the row was written, the original never was: forget the row
-            meta.delete_photo(event_id, photo_id)
-        orphans = np.array(sorted(in_index - set(meta.indexed_face_ids(event_id))), dtype=np.int64)
-        if orphans.size:
-            index.remove(orphans)
-            indexes.save(event_id, index, keep=1)  # their faces were deleted: no older snapshot keeps them
-        if done_photos or redo or orphans.size:
-            logger.warning("recovered event %s: %d photos completed, %d redone, %d orphan vectors removed",
-                           event_id, len(done_photos), len(redo), orphans.size)
-        return {"completed": len(done_photos), "redone": len(redo), "orphans_removed": int(orphans.size)}
+    def recover(self, event_id: str) -> Recovery:
+        """Reconcile rows and index after a crash (the face store's recovery)."""
+        return self.catalog.faces.recover(event_id)
 
     # ---- ingest --------------------------------------------------------------------------------
     def ingest_paths(self, event_id: str, paths: list[Path], *, progress: Callable[[int], None] | None = None,
                      regroup: bool = True) -> IngestReport:
-        return self.ingest(event_id, [(p.name, p.read_bytes) for p in paths], progress=progress, regroup=regroup)
+        return self.ingest(event_id, [(p.name, p.read_bytes) for p in paths], progress=progress,
+                           regroup=regroup)
 
     def ingest(self, event_id: str, items: list[tuple[str, Callable[[], bytes]]], *,
                progress: Callable[[int], None] | None = None, regroup: bool = True) -> IngestReport:
         """Add photos given as (filename, read-bytes) pairs. Bad photos are recorded, the rest go on."""
         started = time.perf_counter()
-        self.catalog.meta.get_event(event_id)
+        self.catalog.meta.events.get(event_id)
         report = IngestReport()
-        with self.catalog.event_lock(event_id):
+        with self.catalog.faces.lock(event_id):
             self.recover(event_id)
         self.register(event_id, items, report, progress)
         self.process_pending(event_id, report, progress=progress, regroup=regroup, recovered=True)
@@ -153,7 +128,7 @@ class Ingestor:
                     progress(1)
                 continue
             digest = hashlib.sha256(data).hexdigest()
-            existing = meta.find_photo_by_sha(event_id, digest)
+            existing = meta.photos.by_sha(event_id, digest)
             if existing is not None and existing.status in ("indexed", "failed"):
                 report.duplicates += 1
                 results.append({"filename": filename, "status": "duplicate", "photo_id": existing.id})
@@ -169,7 +144,8 @@ class Ingestor:
             photo_id = secrets.token_hex(8)
             key = photo_key(event_id, photo_id, "originals")
             blobs.put(key, data, mimetypes.guess_type(filename)[0])
-            row, created = meta.add_photo(photo_id, event_id, digest, Path(filename).name[:255], original_key=key)
+            row, created = meta.photos.add(photo_id, event_id, digest, Path(filename).name[:255],
+                                           original_key=key)
             if not created:  # the same bytes arrived concurrently: keep the first copy
                 blobs.delete(key)
                 report.duplicates += 1
@@ -183,25 +159,28 @@ class Ingestor:
                         progress: Callable[[int], None] | None = None, regroup: bool = True,
                         recovered: bool = False) -> IngestReport:
         """Step 2: analyse every pending photo of the event (new ones and any left by a crash)."""
-        with self.catalog.event_lock(event_id):
-            return self._process_pending(event_id, report, progress=progress, regroup=regroup, recovered=recovered)
+        with self.catalog.faces.lock(event_id):
+            return self._process_pending(event_id, report, progress=progress, regroup=regroup,
+                                         recovered=recovered)
 
     def _process_pending(self, event_id: str, report: IngestReport | None, *,
-                         progress: Callable[[int], None] | None, regroup: bool, recovered: bool) -> IngestReport:
+                         progress: Callable[[int], None] | None, regroup: bool,
+                         recovered: bool) -> IngestReport:
         started = time.perf_counter()
         report = report or IngestReport()
         if not recovered:
             self.recover(event_id)
-        event = self.catalog.meta.get_event(event_id)
-        watermark = str(event.settings.get("watermark") or "")
+        event = self.catalog.meta.events.get(event_id)
+        watermark = event.watermark or ""
         meta, blobs = self.catalog.meta, self.catalog.blobs
         todo: list[tuple[str, Callable[[], bytes]]] = [
-            (row.id, _reader(blobs, row.original_key)) for row in meta.list_photos(event_id, "pending") if row.original_key
+            (row.id, _reader(blobs, row.original_key))
+            for row in meta.photos.list(event_id, "pending") if row.original_key
         ]
 
         # 2. analyse in a pipeline, checkpoint every N photos
-        index = self.catalog.indexes.load(event_id, self.dim)
-        staged: list[_Staged] = []
+        staged: list[NewFaces] = []
+
         def postprocess(image: DecodedImage, faces: PhotoFaces) -> dict[str, Any]:
             return self._derive(image, faces, watermark)
 
@@ -209,7 +188,7 @@ class Ingestor:
                                      postprocess=postprocess):
             if result.error is not None or result.image is None or result.faces is None:
                 reason = _reason(result.error)
-                meta.set_photo_failed(result.key, reason)
+                meta.photos.set_failed(result.key, reason)
                 report.failed += 1
                 report.errors.append((result.key, reason))
             else:
@@ -217,14 +196,14 @@ class Ingestor:
             if progress:
                 progress(1)
             if len(staged) >= self.checkpoint_photos:
-                report.indexed += self._checkpoint(event_id, index, staged)
-                report.faces += sum(len(s.faces) for s in staged)
+                report.indexed += self._checkpoint(event_id, staged)
+                report.faces += sum(len(s.records) for s in staged)
                 staged = []
         if staged:
-            report.indexed += self._checkpoint(event_id, index, staged)
-            report.faces += sum(len(s.faces) for s in staged)
-        if regroup and (report.indexed or not meta.list_persons(event_id)):
-            report.persons = self.regroup(event_id, index)
+            report.indexed += self._checkpoint(event_id, staged)
+            report.faces += sum(len(s.records) for s in staged)
+        if regroup and (report.indexed or not meta.persons.list(event_id)):
+            report.persons = self.regroup(event_id)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -232,65 +211,40 @@ class Ingestor:
         """Per-photo CPU work, run in the pipeline's worker threads."""
         boxes = faces.detections.boxes * image.scale
         bodies = []
-        if self.catalog.settings.ingest_bodies:
+        if self.bodies:
             for box, outfit in faceless_people(image.pixels, boxes):
-                bodies.append(([float(v) / image.scale for v in box], outfit.lab, outfit.name))
+                x1, y1, x2, y2 = (float(v) / image.scale for v in box)
+                bodies.append(Body((x1, y1, x2, y2), outfit))
         return {
             "derived": derived_images(image.pixels, watermark),
             "outfits": outfit_colours(image.pixels, boxes),
             "bodies": bodies,
         }
 
-    def _stage(self, event_id: str, result: PipelineResult[str]) -> _Staged:
+    def _stage(self, event_id: str, result: PipelineResult[str]) -> NewFaces:
         image, faces, extra = result.image, result.faces, result.extra
         if image is None or faces is None or extra is None:  # narrowed by the caller; keeps mypy honest
             raise PicsortError("internal: staged a failed photo")
         blobs, meta = self.catalog.blobs, self.catalog.meta
         for kind, data in extra["derived"].items():
             blobs.put(photo_key(event_id, result.key, kind), data, "image/jpeg")
-        meta.set_photo_stored(result.key, photo_key(event_id, result.key, "originals"),
-                              image.original.width, image.original.height)
-        meta.add_bodies(event_id, result.key, extra["bodies"])
-        det = faces.detections
-        outfits = extra["outfits"]
-        rows = []
-        for i in range(len(det)):
-            outfit = outfits[i]
-            rows.append({
-                "box": [float(v) for v in det.boxes[i]],
-                "landmarks": det.kps[i].round(2).tolist(),
-                "det_score": float(det.scores[i]),
-                "quality": {
-                    "face_px": float(det.boxes[i][3] - det.boxes[i][1]),
-                    "sharpness": float(faces.sharpness[i]),
-                    "brightness": float(faces.brightness[i]),
-                    "yaw": float(faces.yaw[i]), "pitch": float(faces.pitch[i]), "roll": float(faces.roll[i]),
-                },
-                "outfit_lab": list(outfit.lab) if outfit else None,
-                "outfit_name": outfit.name if outfit else None,
-            })
-        return _Staged(result.key, rows, faces.embeddings)
+        meta.photos.set_stored(result.key, photo_key(event_id, result.key, "originals"),
+                               image.original.width, image.original.height)
+        meta.photos.add_bodies(event_id, result.key, extra["bodies"])
+        return NewFaces(result.key, tuple(faces.records(extra["outfits"])), faces.embeddings)
 
-    def _checkpoint(self, event_id: str, index: EventIndex, staged: list[_Staged]) -> int:
-        meta = self.catalog.meta
-        ids = meta.add_pending_faces(event_id, [(s.photo_id, s.faces) for s in staged])
-        all_ids = np.array([i for group in ids for i in group], dtype=np.int64)
-        if all_ids.size:
-            vectors = np.concatenate([s.embeddings for s in staged if len(s.faces)]).astype(np.float32)
-            index.add(all_ids, vectors)
-            self.catalog.indexes.save(event_id, index)
-        meta.commit_faces(event_id, [s.photo_id for s in staged])
+    def _checkpoint(self, event_id: str, staged: list[NewFaces]) -> int:
+        self.catalog.faces.add(event_id, staged)
         return len(staged)
 
     # ---- persons -------------------------------------------------------------------------------
-    def regroup(self, event_id: str, index: EventIndex | None = None) -> int:
+    def regroup(self, event_id: str) -> int:
         """Full re-clustering of the event's faces into persons, with a representative face each."""
-        index = index or self.catalog.indexes.load(event_id, self.dim)
-        ids, vectors = index.all_vectors()
+        ids, vectors = self.catalog.faces.all_vectors(event_id, self.dim)
         if ids.size == 0:
-            self.catalog.meta.replace_persons(event_id, [])
+            self.catalog.meta.persons.replace(event_id, [])
             return 0
-        rows = {f.id: f for f in self.catalog.meta.get_faces(event_id, ids.tolist())}
+        rows = {f.id: f for f in self.catalog.meta.faces.get(event_id, ids.tolist())}
         photo_of = {fid: row.photo_id for fid, row in rows.items()}
         photos = np.array([hash(photo_of.get(int(i), str(i))) for i in ids], dtype=np.int64)
         result = grouping.cluster(vectors, photos=photos)
@@ -302,39 +256,37 @@ class Ingestor:
             member_ids = [int(m) for m in members if int(m) in rows]
             if not member_ids:
                 continue
-            best = max(member_ids, key=lambda fid: _face_rank(rows[fid].det_score, rows[fid].quality))
+            best = max(member_ids, key=lambda fid: rows[fid].record.rank())
             clusters.append((member_ids, best))
-        person_ids = self.catalog.meta.replace_persons(event_id, clusters)
+        person_ids = self.catalog.meta.persons.replace(event_id, clusters)
         self._store_person_thumbs(event_id, clusters, person_ids, rows)
         return len(person_ids)
 
-    def _store_person_thumbs(self, event_id: str, clusters: list[tuple[list[int], int]], person_ids: list[int],
-                             rows: dict[int, Any]) -> None:
+    def _store_person_thumbs(self, event_id: str, clusters: list[tuple[list[int], int]],
+                             person_ids: list[int], rows: dict[int, FaceRow]) -> None:
         """Representative face crop per person, cut from the photo's preview."""
         from picsort_local.images import decode_image
 
         blobs = self.catalog.blobs
-        blobs.delete_prefix(f"events/{event_id}/persons/")
+        blobs.delete_prefix(persons_prefix(event_id))
         previews: dict[str, DecodedImage] = {}
-        for (_, rep), pid in zip(clusters, person_ids):
+        for (_, rep), pid in zip(clusters, person_ids, strict=True):
             face = rows[rep]
-            photo = self.catalog.meta.get_photo(event_id, face.photo_id)
+            photo = self.catalog.meta.photos.get(event_id, face.photo_id)
             try:
-                preview = previews.get(photo.id) or decode_image(blobs.get(photo_key(event_id, photo.id, "preview")))
+                preview = previews.get(photo.id) or decode_image(
+                    blobs.get(photo_key(event_id, photo.id, "preview")))
             except PicsortError:
                 continue
             previews[photo.id] = preview
             scale = preview.pixels.shape[1] / max(photo.width or preview.pixels.shape[1], 1)
-            x1, y1, x2, y2 = (v * scale for v in face.box)
+            x1, y1, x2, y2 = (v * scale for v in face.record.box.as_tuple())
             m = 0.25 * (y2 - y1)
             h, w = preview.pixels.shape[:2]
-            crop = preview.pixels[int(max(0, y1 - m)):int(min(h, y2 + m)), int(max(0, x1 - m)):int(min(w, x2 + m))]
+            crop = preview.pixels[int(max(0, y1 - m)):int(min(h, y2 + m)),
+                                  int(max(0, x1 - m)):int(min(w, x2 + m))]
             if crop.size:
-                blobs.put(f"events/{event_id}/persons/{pid}.jpg", encode_jpeg(crop), "image/jpeg")
-
-
-def _face_rank(score: float, quality: dict[str, float]) -> float:
-    return score + min(quality.get("face_px", 0.0), 200.0) / 200.0 - abs(quality.get("yaw", 0.0)) / 90.0
+                blobs.put(person_thumb_key(event_id, pid), encode_jpeg(crop), "image/jpeg")
 
 
 def _reader(blobs: Any, key: str) -> Callable[[], bytes]:
@@ -347,4 +299,4 @@ def _reason(error: PicsortError | None) -> str:
     return error.message if error is not None else "unknown error"
 
 
-__all__ = ["IngestReport", "Ingestor", "PhotoFaces", "find_images", "photo_key"]
+__all__ = ["IngestReport", "Ingestor", "find_images"]

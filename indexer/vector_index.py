@@ -19,15 +19,15 @@ import json
 import logging
 import struct
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import faiss
 import numpy as np
 
-from picsort_local.errors import InvalidRequestError, NotFoundError
-from storage.blobs import BlobStore, validate_key
+from picsort_local.errors import NotFoundError
+from storage.blobs import BlobStore
+from storage.keys import index_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -450,19 +450,8 @@ class LoadedIndex:
     index: EventIndex
 
 
-def _check_event_id(event_id: str) -> str:
-    validate_key(event_id)
-    if "/" in event_id:
-        raise InvalidRequestError(f"event id {event_id!r} must not contain '/'")
-    return event_id
-
-
-def _prefix(event_id: str) -> str:
-    return f"events/{_check_event_id(event_id)}/index/"
-
-
 def _snapshot_key(event_id: str, version: int) -> str:
-    return f"{_prefix(event_id)}{version:012d}{_SNAPSHOT_SUFFIX}"
+    return f"{index_prefix(event_id)}{version:012d}{_SNAPSHOT_SUFFIX}"
 
 
 def _parse_snapshot_version(key: str, prefix: str) -> int | None:
@@ -476,8 +465,9 @@ def _parse_snapshot_version(key: str, prefix: str) -> int | None:
 class IndexStore:
     """Versioned snapshots of each event's index in a BlobStore.
 
-    Writers are serialised per event within this process. Writers in different processes must be
-    serialised by the caller (e.g. one indexing worker per event); otherwise two could pick the same
+    It does not lock: writers of one event must be serialised by the caller (`indexer.faces.FaceStore`,
+    the only writer, holds the event's writer lock around every save and delete). Writers in different
+    processes must be serialised too (one indexing worker per event); otherwise two could pick the same
     version number and the later snapshot would replace the earlier one.
     """
 
@@ -486,15 +476,9 @@ class IndexStore:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self._blobs = blobs
         self._keep = keep
-        self._locks_guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-
-    def _event_lock(self, event_id: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(event_id, threading.Lock())
 
     def current_version(self, event_id: str) -> int | None:
-        key = _prefix(event_id) + _POINTER
+        key = index_prefix(event_id) + _POINTER
         try:
             text = self._blobs.get(key).decode("ascii", errors="replace").strip()
         except NotFoundError:
@@ -504,7 +488,7 @@ class IndexStore:
         return int(text)
 
     def _snapshot_versions(self, event_id: str) -> list[int]:
-        prefix = _prefix(event_id)
+        prefix = index_prefix(event_id)
         versions = (_parse_snapshot_version(key, prefix) for key in self._blobs.list(prefix))
         return sorted(v for v in versions if v is not None)
 
@@ -517,28 +501,30 @@ class IndexStore:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         data = index.to_bytes()
-        with self._event_lock(event_id):
-            existing = self._snapshot_versions(event_id)
-            current = self.current_version(event_id)
-            # Past any snapshot already on storage, even one whose pointer update never happened: snapshot
-            # files are immutable, so a crashed save's leftovers are never overwritten.
-            version = max([0, current or 0, *existing]) + 1
-            self._blobs.put(_snapshot_key(event_id, version), data, "application/octet-stream")
-            self._blobs.put(_prefix(event_id) + _POINTER, str(version).encode("ascii"), "text/plain")
-            # Pruned only after the pointer moved, so the live snapshot is never among the deleted.
-            older = [v for v in existing if v < version]
-            for old in older[: max(0, len(older) - (keep - 1))]:
-                self._blobs.delete(_snapshot_key(event_id, old))
+        existing = self._snapshot_versions(event_id)
+        current = self.current_version(event_id)
+        # Past any snapshot already on storage, even one whose pointer update never happened: snapshot
+        # files are immutable, so a crashed save's leftovers are never overwritten.
+        version = max([0, current or 0, *existing]) + 1
+        self._blobs.put(_snapshot_key(event_id, version), data, "application/octet-stream")
+        self._blobs.put(index_prefix(event_id) + _POINTER, str(version).encode("ascii"), "text/plain")
+        # Pruned only after the pointer moved, so the live snapshot is never among the deleted.
+        older = [v for v in existing if v < version]
+        for old in older[: max(0, len(older) - (keep - 1))]:
+            self._blobs.delete(_snapshot_key(event_id, old))
         logger.debug("saved index of event %s: version %d, %d vectors", event_id, version, len(index))
         return version
 
     def load_versioned(
-        self, event_id: str, dim: int, *, kind: IndexKind = "flat", use_gpu: bool = False
+        self, event_id: str, dim: int | None, *, kind: IndexKind = "flat", use_gpu: bool = False
     ) -> LoadedIndex:
-        """The live snapshot with its version; an empty index of `kind` (version None) when there is none."""
+        """The live snapshot with its version; an empty index of `kind` (version None) when there is none.
+        `dim` None accepts the snapshot's dimension (and finds nothing to return without a snapshot)."""
         for _ in range(_LOAD_RETRIES):
             version = self.current_version(event_id)
             if version is None:
+                if dim is None:
+                    raise NotFoundError(f"event {event_id!r} has no index")
                 return LoadedIndex(None, EventIndex(dim, kind, use_gpu=use_gpu))
             try:
                 data = self._blobs.get(_snapshot_key(event_id, version))
@@ -546,7 +532,7 @@ class IndexStore:
                 # The pointer moved on and pruning removed our snapshot in between: read the pointer again.
                 continue
             index = EventIndex.from_bytes(data, use_gpu=use_gpu)
-            if index.dim != dim:
+            if dim is not None and index.dim != dim:
                 raise ValueError(f"index of event {event_id!r} has dim {index.dim}, expected {dim}")
             return LoadedIndex(version, index)
         raise NotFoundError(f"index snapshot of event {event_id!r} kept disappearing while loading")
@@ -555,52 +541,7 @@ class IndexStore:
         return self.load_versioned(event_id, dim, kind=kind, use_gpu=use_gpu).index
 
     def delete(self, event_id: str) -> None:
-        prefix = _prefix(event_id)
-        with self._event_lock(event_id):
-            # Pointer first: readers then see "no index" rather than a pointer to a deleted snapshot.
-            self._blobs.delete(prefix + _POINTER)
-            self._blobs.delete_prefix(prefix)
-
-
-class IndexCache:
-    """Shares loaded indexes between requests; reloads an event only when its pointer moved.
-
-    Each `get` costs one small pointer read. The returned index is shared: treat it as read-only (load
-    a private copy with `IndexStore.load` to modify and save).
-    """
-
-    def __init__(self, store: IndexStore, max_events: int = 64, *, use_gpu: bool = False) -> None:
-        if max_events < 1:
-            raise ValueError(f"max_events must be at least 1, got {max_events}")
-        self._store = store
-        self._max_events = max_events
-        self._use_gpu = use_gpu
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[str, LoadedIndex] = OrderedDict()
-        self._event_locks: dict[str, threading.Lock] = {}
-
-    def get(self, event_id: str, dim: int, *, kind: IndexKind = "flat") -> EventIndex:
-        with self._lock:
-            event_lock = self._event_locks.setdefault(event_id, threading.Lock())
-        # Per-event lock: loading a big event does not block requests for other events, and concurrent
-        # requests for the same event load it once.
-        with event_lock:
-            version = self._store.current_version(event_id)
-            with self._lock:
-                entry = self._entries.get(event_id)
-                if entry is not None and entry.version == version and entry.index.dim == dim:
-                    self._entries.move_to_end(event_id)
-                    return entry.index
-            # The version recorded is the one actually loaded, which may be newer than `version`.
-            loaded = self._store.load_versioned(event_id, dim, kind=kind, use_gpu=self._use_gpu)
-            with self._lock:
-                self._entries[event_id] = loaded
-                self._entries.move_to_end(event_id)
-                while len(self._entries) > self._max_events:
-                    evicted, _ = self._entries.popitem(last=False)
-                    self._event_locks.pop(evicted, None)
-            return loaded.index
-
-    def invalidate(self, event_id: str) -> None:
-        with self._lock:
-            self._entries.pop(event_id, None)
+        prefix = index_prefix(event_id)
+        # Pointer first: readers then see "no index" rather than a pointer to a deleted snapshot.
+        self._blobs.delete(prefix + _POINTER)
+        self._blobs.delete_prefix(prefix)

@@ -17,7 +17,7 @@ from models.packs import ModelPack, load_pack
 from models.quality import brightness, pose_from_landmarks, sharpness
 from models.runtime import CUDA, choose_providers, create_session, embed_batch_size
 from picsort_local.images import DecodedImage, decode_image
-from picsort_local.settings import Settings
+from picsort_local.settings import EngineSettings
 from picsort_local.types import FaceQuality, FaceRecord, Outfit, PixelBox
 
 logger = logging.getLogger(__name__)
@@ -77,39 +77,42 @@ def _embedder_bytes(pack: ModelPack, *, for_cpu: bool = True) -> bytes:
 
 
 class FaceEngine:
-    def __init__(self, detector: ScrfdDetector, embedder: FaceEmbedder, settings: Settings, pack_name: str = "") -> None:
+    def __init__(self, detector: ScrfdDetector, embedder: FaceEmbedder, settings: EngineSettings,
+                 pack_name: str = "") -> None:
         self.detector = detector
         self.embedder = embedder
-        self.settings = settings
+        self.settings = settings  # the engine group only: the models layer reads nothing else
         self.pack_name = pack_name
         self._min_face_detectors: dict[int, ScrfdDetector] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, pack: str | None = None) -> FaceEngine:
-        model_pack = load_pack(settings.models_dir, pack or settings.pack)
+    def from_settings(cls, engine: EngineSettings, pack: str | None = None) -> FaceEngine:
+        """The engine of `engine.pack` (or `pack`), with sessions on the device the settings ask for."""
+        model_pack = load_pack(engine.models_dir, pack or engine.pack)
         det_spec, emb_spec = model_pack.manifest.detector, model_pack.manifest.embedder
         config = DetectorConfig(
-            score_threshold=settings.det_threshold,
-            nms_iou=settings.det_nms_iou,
-            min_face_px=settings.min_face_px,
-            target_face_px=settings.det_target_face_px,
-            pad_ratio=settings.det_pad_ratio,
-            base_size=settings.det_global_size or det_spec.input_size[0],
+            score_threshold=engine.det_threshold,
+            nms_iou=engine.det_nms_iou,
+            min_face_px=engine.min_face_px,
+            target_face_px=engine.det_target_face_px,
+            pad_ratio=engine.det_pad_ratio,
+            base_size=engine.det_global_size or det_spec.input_size[0],
             mean=det_spec.mean,
             std=det_spec.std,
             bgr=det_spec.channels == "BGR",
         )
-        for_cpu = CUDA not in choose_providers(settings.device)
-        detector = ScrfdDetector(create_session(_detector_bytes(model_pack, for_cpu=for_cpu), settings), config)
+        for_cpu = CUDA not in choose_providers(engine.device)
+        detector = ScrfdDetector(create_session(_detector_bytes(model_pack, for_cpu=for_cpu), engine), config)
         embedder = FaceEmbedder(
-            create_session(_embedder_bytes(model_pack, for_cpu=for_cpu), settings),
+            create_session(_embedder_bytes(model_pack, for_cpu=for_cpu), engine),
             mean=emb_spec.mean,
             std=emb_spec.std,
             bgr=emb_spec.channels == "BGR",
-            batch_size=embed_batch_size(settings),
+            batch_size=embed_batch_size(engine),
         )
-        logger.info("face engine ready: pack %s (%s)", model_pack.manifest.name, model_pack.manifest.description)
-        return cls(detector, embedder, settings, model_pack.manifest.name)
+        logger.info("face engine ready: pack %s (%s)", model_pack.manifest.name,
+                    model_pack.manifest.description)
+        return cls(detector, embedder, engine, model_pack.manifest.name)
 
     # ---- decoding --------------------------------------------------------------------------
     def detection_scale(self) -> float:
@@ -128,7 +131,8 @@ class FaceEngine:
     def detect(self, image: DecodedImage) -> Detections:
         return self.detector.detect(image.pixels, image.scale)
 
-    def analyze(self, image: DecodedImage, *, flip: bool = False, detector: ScrfdDetector | None = None) -> PhotoFaces:
+    def analyze(self, image: DecodedImage, *, flip: bool = False,
+                detector: ScrfdDetector | None = None) -> PhotoFaces:
         return self.analyze_many([image], flip=flip, detector=detector)[0]
 
     def with_min_face(self, min_face_px: float) -> ScrfdDetector:
@@ -145,17 +149,20 @@ class FaceEngine:
     def analyze_many(self, images: list[DecodedImage], *, flip: bool = False,
                      detector: ScrfdDetector | None = None) -> list[PhotoFaces]:
         """Detect in every photo, align every face, embed all faces of all photos in batches."""
-        detections = (detector or self.detector).detect_many([im.pixels for im in images], [im.scale for im in images])
+        detections = (detector or self.detector).detect_many([im.pixels for im in images],
+                                                             [im.scale for im in images])
         crops = []
-        for image, det in zip(images, detections):
+        for image, det in zip(images, detections, strict=True):
             # Landmarks are in original pixels; the decoded array may be smaller.
-            transforms = similarity_transforms(det.kps * image.scale) if len(det) else np.zeros((0, 2, 3), np.float32)
+            transforms = (similarity_transforms(det.kps * image.scale) if len(det)
+                          else np.zeros((0, 2, 3), np.float32))
             crops.append(warp_faces(image.pixels, transforms))
         all_crops = np.concatenate(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
         embeddings = self.embedder.embed(all_crops, flip=flip)
         sharp = sharpness(all_crops) if len(all_crops) else np.zeros(0, np.float32)
         bright = brightness(all_crops) if len(all_crops) else np.zeros(0, np.float32)
-        all_kps = np.concatenate([d.kps for d in detections]) if detections else np.zeros((0, 5, 2), np.float32)
+        all_kps = (np.concatenate([d.kps for d in detections]) if detections
+                   else np.zeros((0, 5, 2), np.float32))
         yaw, pitch, roll = pose_from_landmarks(all_kps)
         results, start = [], 0
         for det in detections:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import onnxruntime as ort
 
 from picsort_local.errors import DeviceUnavailableError
-from picsort_local.settings import Settings
+from picsort_local.settings import EngineSettings, IngestSettings
 
 logger = logging.getLogger(__name__)
 
@@ -68,46 +68,46 @@ def _log_choice(device: str, chosen: tuple[str, ...]) -> None:
     logger.info("device=%s -> execution providers %s", device, ", ".join(chosen))
 
 
-def inference_threads(settings: Settings) -> int:
+def inference_threads(engine: EngineSettings) -> int:
     """Intra-op threads: all cores up to 8 (a 2-core box uses both; a 16-core GPU box keeps
     cores free for decoding, which runs in parallel threads)."""
-    if settings.threads:
-        return settings.threads
+    if engine.threads:
+        return engine.threads
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def plan_parallelism(settings: Settings) -> tuple[int, int]:
+def plan_parallelism(engine: EngineSettings, ingest: IngestSettings) -> tuple[int, int]:
     """(inference workers, intra-op threads per session) for throughput jobs such as ingest.
 
     Measured on the 2-core CI box (README, benchmarks): two workers with one thread each beat one
     worker with two threads, because small convolutions scale poorly across threads. On CUDA one
     worker feeds the GPU with large batches."""
     cores = os.cpu_count() or 1
-    if settings.ingest_workers:
-        workers = settings.ingest_workers
-    elif CUDA in choose_providers(settings.device):
+    if ingest.workers:
+        workers = ingest.workers
+    elif CUDA in choose_providers(engine.device):
         workers = 1
     else:
         workers = max(1, min(cores, 4))
-    threads = settings.threads or max(1, cores // workers)
+    threads = engine.threads or max(1, cores // workers)
     return workers, threads
 
 
-def embed_batch_size(settings: Settings) -> int:
+def embed_batch_size(engine: EngineSettings) -> int:
     """Faces per embedder call: what the settings say, else 32 on CUDA (keeps the GPU busy). On the
     CPU, measured with SFace: a one-thread session (the ingest workers on a small box) is fastest one
     face at a time, a multi-thread session at a few faces (enough work to split, still in cache)."""
-    if settings.embed_batch:
-        return settings.embed_batch
-    if CUDA in choose_providers(settings.device):
+    if engine.embed_batch:
+        return engine.embed_batch
+    if CUDA in choose_providers(engine.device):
         return 32
-    return 1 if inference_threads(settings) == 1 else 4
+    return 1 if inference_threads(engine) == 1 else 4
 
 
-def create_session(model: bytes | str | os.PathLike[str], settings: Settings) -> ort.InferenceSession:
-    providers = choose_providers(settings.device)
+def create_session(model: bytes | str | os.PathLike[str], engine: EngineSettings) -> ort.InferenceSession:
+    providers = choose_providers(engine.device)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = inference_threads(settings)
+    options.intra_op_num_threads = inference_threads(engine)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

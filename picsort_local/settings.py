@@ -1,10 +1,18 @@
-"""The one settings class. Every value can be set by an environment variable `PICSORT_<NAME>`."""
+"""The one settings class. Every value can be set by an environment variable `PICSORT_<NAME>`.
+
+The environment is flat (`PICSORT_PACK`, `PICSORT_ADMIN_KEY`, ...: the names operators already use), and
+each layer reads only its group: `settings.engine` (models), `settings.ingest` (indexer),
+`settings.storage` (storage), `settings.service` (the HTTP service) and `settings.rekognition` (the
+Rekognition-compatible API). Groups are frozen views built from the one validated settings object.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Literal
+
+from dataclasses import dataclass, field
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +21,67 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 def _xdg(var: str, fallback: str) -> Path:
     base = os.environ.get(var)
     return Path(base) if base else Path.home() / fallback
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The face engine (models/): pack, device and detection parameters."""
+
+    models_dir: Path
+    pack: str
+    device: Literal["auto", "cpu", "cuda"]
+    threads: int
+    max_image_pixels: int
+    det_threshold: float
+    det_nms_iou: float
+    min_face_px: int
+    det_target_face_px: int
+    det_pad_ratio: float
+    det_global_size: int
+    embed_batch: int
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    checkpoint_photos: int
+    workers: int
+    bodies: bool
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: Path
+    blob_backend: Literal["local", "minio"]
+    minio_endpoint: str
+    minio_access_key: str
+    minio_secret_key: str = field(repr=False)
+    minio_bucket: str = "picsort"
+    minio_secure: bool = False
+    minio_region: str = "us-east-1"
+
+    @property
+    def metadata_path(self) -> Path:
+        return self.data_dir / "picsort.sqlite3"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    admin_key: SecretStr = field(repr=False)
+    public_url: str
+    signed_url_ttl_s: int
+    max_upload_bytes: int
+    max_request_bytes: int
+    max_selfie_bytes: int
+    search_concurrency: int
+    search_low_threshold: float
+    search_high_threshold: float
+
+
+@dataclass(frozen=True)
+class RekognitionSettings:
+    access_key_id: str
+    secret_access_key: SecretStr = field(repr=False)
+    region: str = ""
 
 
 class Settings(BaseSettings):
@@ -78,7 +147,7 @@ class Settings(BaseSettings):
     search_low_threshold: float = 0.30
     search_high_threshold: float = 0.40
 
-    # --- Rekognition-compatible API (POST / with X-Amz-Target, search/rekognition_api.py) -------
+    # --- Rekognition-compatible API (POST / with X-Amz-Target, search/rekognition/) ------------
     # The one SigV4 key pair clients sign with. No key id = every request is refused (there is no
     # anonymous access). These credentials can read and change every collection: give them only to
     # the venue's own back-end.
@@ -86,3 +155,31 @@ class Settings(BaseSettings):
     rekognition_secret_access_key: SecretStr = Field(default=SecretStr(""), repr=False)
     # Region clients must sign for (and that collection ARNs name); empty = accept any region.
     rekognition_region: str = ""
+
+    # --- groups: what each layer reads --------------------------------------------------------------
+    @property
+    def engine(self) -> EngineSettings:
+        return EngineSettings(
+            self.models_dir, self.pack, self.device, self.threads, self.max_image_pixels, self.det_threshold,
+            self.det_nms_iou, self.min_face_px, self.det_target_face_px, self.det_pad_ratio,
+            self.det_global_size, self.embed_batch)
+
+    @property
+    def ingest(self) -> IngestSettings:
+        return IngestSettings(self.ingest_checkpoint_photos, self.ingest_workers, self.ingest_bodies)
+
+    @property
+    def storage(self) -> StorageSettings:
+        return StorageSettings(self.data_dir, self.blob_backend, self.minio_endpoint, self.minio_access_key,
+                               self.minio_secret_key, self.minio_bucket, self.minio_secure, self.minio_region)
+
+    @property
+    def service(self) -> ServiceSettings:
+        return ServiceSettings(self.admin_key, self.public_url, self.signed_url_ttl_s, self.max_upload_bytes,
+                               self.max_request_bytes, self.max_selfie_bytes, self.search_concurrency,
+                               self.search_low_threshold, self.search_high_threshold)
+
+    @property
+    def rekognition(self) -> RekognitionSettings:
+        return RekognitionSettings(self.rekognition_access_key_id, self.rekognition_secret_access_key,
+                                   self.rekognition_region)

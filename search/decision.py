@@ -38,7 +38,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from indexer.vector_index import CROWD_SAMPLE, EventIndex, IndexCache
+from indexer.faces import FaceStore
+from indexer.vector_index import CROWD_SAMPLE, EventIndex
 
 # z units over which a high match closes 63% of its gap to 100. Chosen on the tuning half for clients
 # used to AWS's thresholds: the median true match shows about 97, 99 keeps the strongest ones, and
@@ -260,22 +261,22 @@ def maybe_tier(group: list[P], candidates: list[P], policy: Policy) -> list[P]:
 class FaceSearch:
     """The decision bound to an event's index (shared by the guest service and the Rekognition API)."""
 
-    def __init__(self, indexes: IndexCache, dim: int, crowd: CrowdModel, policy: Policy | None = None) -> None:
-        self.indexes = indexes
+    def __init__(self, faces: FaceStore, dim: int, crowd: CrowdModel, policy: Policy | None = None) -> None:
+        self.faces = faces
         self.dim = dim
         self.crowd = crowd
         self.policy = policy or Policy()
 
     def match(self, event_id: str, embedding: np.ndarray, *, min_similarity: float | None = None,
               exclude: Collection[int] = ()) -> Matches:
-        index = self.indexes.get(event_id, self.dim)
+        index = self.faces.index(event_id, self.dim)
         return decide(index, embedding, self.crowd, self.policy, min_similarity=min_similarity, exclude=exclude)
 
     def score(self, event_id: str, embedding: np.ndarray, face_ids: np.ndarray) -> np.ndarray:
         """Plain crowd-normalised z of these faces of the event (no expansion); faces gone from the
         index score -inf."""
-        index = self.indexes.get(event_id, self.dim)
+        index = self.faces.index(event_id, self.dim)
         return score_faces(index, embedding, face_ids, self.crowd)
 
     def vector(self, event_id: str, face_id: int) -> np.ndarray | None:
-        return self.indexes.get(event_id, self.dim).vector(face_id)
+        return self.faces.vector(event_id, face_id, self.dim)

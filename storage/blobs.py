@@ -26,7 +26,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from picsort_local.errors import InvalidRequestError, NotFoundError, PicsortError
-from picsort_local.settings import Settings
+from picsort_local.settings import StorageSettings
 
 logger = logging.getLogger(__name__)
 
@@ -416,18 +416,18 @@ def _guess_content_type(key: str) -> str:
     return mimetypes.guess_type(key)[0] or _DEFAULT_CONTENT_TYPE
 
 
-def make_blob_store(settings: Settings) -> BlobStore:
-    """The store selected by `settings.blob_backend`."""
-    if settings.blob_backend == "minio":
-        logger.debug("blob store: minio %s bucket %s", settings.minio_endpoint, settings.minio_bucket)
+def make_blob_store(storage: StorageSettings) -> BlobStore:
+    """The store selected by `storage.blob_backend`."""
+    if storage.blob_backend == "minio":
+        logger.debug("blob store: minio %s bucket %s", storage.minio_endpoint, storage.minio_bucket)
         return MinioBlobStore(
-            endpoint=settings.minio_endpoint,
-            access_key=settings.minio_access_key,
-            secret_key=settings.minio_secret_key,
-            bucket=settings.minio_bucket,
-            secure=settings.minio_secure,
-            region=settings.minio_region or None,
+            endpoint=storage.minio_endpoint,
+            access_key=storage.minio_access_key,
+            secret_key=storage.minio_secret_key,
+            bucket=storage.minio_bucket,
+            secure=storage.minio_secure,
+            region=storage.minio_region or None,
         )
-    root = settings.data_dir / "blobs"
+    root = storage.data_dir / "blobs"
     logger.debug("blob store: local %s", root)
     return LocalBlobStore(root)

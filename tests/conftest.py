@@ -24,7 +24,7 @@ def engine(engine_settings: Settings):  # type: ignore[no-untyped-def]
     from picsort_local.errors import ModelPackMissingError
 
     try:
-        return FaceEngine.from_settings(engine_settings)
+        return FaceEngine.from_settings(engine_settings.engine)
     except ModelPackMissingError as exc:
         pytest.fail(f"{exc} (scripts/test.sh fetches it before running the tests)")
 

@@ -65,12 +65,6 @@ def test_grouping_against_truth_and_cannot_link() -> None:
     photos[1] = photos[0]
     split = grouping.cluster(x, eps=0.35, photos=photos)
     assert split.labels[0] != split.labels[1]
-    # fast assignment of new faces to existing persons
-    cents = grouping.centroids(x, result.labels, result.n_clusters)
-    fresh = centres[:3] + rng.normal(scale=0.25, size=(3, 64))
-    fresh = (fresh / np.linalg.norm(fresh, axis=1, keepdims=True)).astype(np.float32)
-    assigned = grouping.assign_to_centroids(fresh, cents, 0.5)
-    assert list(assigned) == [result.labels[0], result.labels[5], result.labels[10]]
 
 
 def test_pairwise_scores_known_values() -> None:

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer.vector_index import EventIndex, IndexCache, IndexStore, LoadedIndex
+from indexer.vector_index import EventIndex, IndexStore
 from picsort_local.errors import InvalidRequestError
 from storage.blobs import LocalBlobStore
 
@@ -214,54 +214,3 @@ def test_pointer_semantics_and_pruning(tmp_path: Path) -> None:
     store.delete("ev")
     assert store.current_version("ev") is None and blobs.list("events/ev/") == []
     assert store.current_version("other") == 1
-
-
-class _CountingStore(IndexStore):
-    def __init__(self, blobs: LocalBlobStore) -> None:
-        super().__init__(blobs)
-        self.loads = 0
-
-    def load_versioned(self, event_id: str, dim: int, **kwargs: object) -> LoadedIndex:
-        self.loads += 1
-        return super().load_versioned(event_id, dim, **kwargs)  # type: ignore[arg-type]
-
-
-def test_cache_reloads_only_on_new_version(tmp_path: Path) -> None:
-    store = _CountingStore(LocalBlobStore(tmp_path))
-    store.save("ev", _small_index(1))
-    cache = IndexCache(store)
-
-    first = cache.get("ev", 16)
-    assert cache.get("ev", 16) is first
-    assert store.loads == 1
-
-    store.save("ev", _small_index(2))
-    second = cache.get("ev", 16)
-    assert second is not first and store.loads == 2
-    assert set(second.ids()) == set(range(2000, 2020))
-    assert cache.get("ev", 16) is second
-
-    # Concurrent requests for the same event share one load.
-    store.save("ev", _small_index(3))
-    results: list[EventIndex] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get("ev", 16))) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert store.loads == 3 and all(r is results[0] for r in results)
-
-    cache.invalidate("ev")
-    cache.get("ev", 16)
-    assert store.loads == 4
-
-
-def test_cache_evicts_least_recently_used(tmp_path: Path) -> None:
-    store = _CountingStore(LocalBlobStore(tmp_path))
-    cache = IndexCache(store, max_events=2)
-    for event in ("a", "b", "a", "c", "a"):
-        cache.get(event, 16)
-    # "a" stayed hot; "b" was evicted when "c" arrived.
-    assert store.loads == 3
-    cache.get("b", 16)
-    assert store.loads == 4

@@ -98,7 +98,7 @@ def test_shared_models_load_as_dir_pack(tmp_path: Path) -> None:
 
     shared_models = need_shared("models")
     settings = Settings(pack=f"dir:{shared_models}", models_dir=tmp_path)
-    engine = FaceEngine.from_settings(settings)
+    engine = FaceEngine.from_settings(settings.engine)
     pack = load_pack(tmp_path, f"dir:{shared_models}")
     assert pack.manifest.detector.file.endswith("scrfd_500m_bnkps.onnx")
     assert pack.manifest.embedder.embedding_size == 128

@@ -1,56 +1,49 @@
-"""A real service on loopback: uvicorn in a thread, real models, a gallery built from LFW photos."""
+"""A real service on loopback: uvicorn in a thread, real models, a gallery built from LFW photos.
+
+Tests that start a server are marked `slow` here, once, by the fixture that starts it (`-m "not slow"`
+is a quick local loop; scripts/test.sh and CI run everything). ADMIN_KEY, LiveServer, free_port and
+wait_job live in support.servers and are re-exported here for the tests that import them from conftest."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
+from support.servers import ADMIN_KEY as ADMIN_KEY
+from support.servers import LiveServer as LiveServer
+from support.servers import create_app
+from support.servers import free_port as free_port
+from support.servers import wait_job as wait_job
 
 from picsort_local.settings import Settings
 
-ADMIN_KEY = "test-admin-key-0123456789abcdef"
+HERE = Path(__file__).resolve().parent
+# Fixtures of tests/search that start a server (support.servers): `live` below, and the modules' own.
+# A test that depends on one, directly or through another fixture, is a live-server test.
+SERVER_FIXTURES = frozenset({
+    "live",  # this file
+    "world",  # test_auth_matrix, test_fuzz
+    "server",  # test_bad_inputs, test_fuzz
+    "rek_live",  # test_rekognition_api
+    "big_event",  # test_event_scale_http
+    "kiosk",  # test_kiosk_browser
+    "stack",  # test_residue
+    "servers",  # test_crash_restart (picsort serve processes)
+})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LiveServer:
-    def __init__(self, app: object) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))  # type: ignore[arg-type]
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.time() + 120
-        while not self.server.started:
-            if time.time() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every live-server test of this folder `slow` (the hook sees the whole session's items)."""
+    for item in items:
+        if item.path.is_relative_to(HERE) and SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, engine) -> Iterator[tuple[LiveServer, Settings]]:  # type: ignore[no-untyped-def]
-    from search.app import create_app
     from search.service import PicsortService
 
     data_dir = tmp_path_factory.mktemp("service-data")
@@ -70,16 +63,6 @@ def host(live: tuple[LiveServer, Settings]) -> Iterator[httpx.Client]:
 def anon(live: tuple[LiveServer, Settings]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live[0].url, timeout=120) as client:
         yield client
-
-
-def wait_job(host: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, object]:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = host.get(f"/api/host/jobs/{job_id}").json()
-        if job["status"] in ("done", "error"):
-            return dict(job)
-        time.sleep(0.2)
-    raise TimeoutError(job_id)
 
 
 def scan_for(root: Path, needle: bytes) -> list[Path]:

@@ -51,7 +51,7 @@ AMZ_JSON = "application/x-amz-json-1.1"
 
 PUBLIC, HOST, GUEST, FILES, REKOGNITION = "public", "host", "guest", "signed_file", "rekognition"
 
-# Every (method, path) the app serves, classified by reading search/app.py. Public: liveness, readiness,
+# Every (method, path) the app serves, classified by reading search/http/. Public: liveness, readiness,
 # robots, metrics (route templates and counters only, checked below) and the OpenAPI docs. The kiosk page
 # /e/{token} is a guest route: it needs the event's link token.
 ROUTE_CLASS: dict[tuple[str, str], str] = {
@@ -73,6 +73,7 @@ ROUTE_CLASS: dict[tuple[str, str], str] = {
     ("POST", "/api/host/events/{event_id}/photos"): HOST,
     ("GET", "/api/host/jobs/{job_id}"): HOST,
     ("GET", "/api/host/events/{event_id}/people"): HOST,
+    ("GET", "/api/host/events/{event_id}/people/{person_id}/photos"): HOST,
     ("DELETE", "/api/host/events/{event_id}/photos/{photo_id}"): HOST,
     ("POST", "/api/host/events/{event_id}/grants"): HOST,
     ("GET", "/e/{token}"): GUEST,
@@ -120,7 +121,7 @@ AMZ_TIMESTAMP = re.compile(rb"\d{8}T\d{6}Z")  # "Signature expired: <sent> is no
 
 
 def _app_routes() -> list[tuple[str, str]]:
-    from search.app import create_app
+    from search.http.app import create_app
 
     def walk(routes: list[Any], prefix: str) -> Iterator[tuple[str, str]]:
         for route in routes:
@@ -142,7 +143,7 @@ def _app_routes() -> list[tuple[str, str]]:
 
 
 def _rek_operations() -> list[str]:
-    from search.rekognition_api import OPERATIONS
+    from search.rekognition.operations import OPERATIONS
 
     return sorted(OPERATIONS)
 
@@ -188,7 +189,35 @@ def _cases() -> list[tuple[Endpoint, str]]:
 
 
 CASES = _cases()
-OUTCOMES: dict[str, dict[str, Any]] = {}  # case id -> what was seen (for the optional JSON report)
+REPORT_PATH = REPO / "benchmarks" / "results" / "auth_matrix.json"
+
+
+@pytest.fixture(scope="module")
+def matrix_report() -> Iterator[dict[str, dict[str, Any]]]:
+    """What each denial case saw (case id -> outcome). After the module's tests, and only with
+    PICSORT_AUTH_REPORT=1, the matrix size and these outcomes go to benchmarks/results/auth_matrix.json
+    for the README figures. A report step, not a test: no test reads what the others recorded."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    yield outcomes
+    if os.environ.get("PICSORT_AUTH_REPORT") == "1" and outcomes:
+        report = {**_matrix_size(), "cases_run": len(outcomes),
+                  "requests": sum(int(o["requests"]) for o in outcomes.values()), "outcomes": outcomes}
+        REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+        REPORT_PATH.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _matrix_size() -> dict[str, Any]:
+    """Routes, endpoints and denial cases per auth class (the report's figures)."""
+    by_class: dict[str, dict[str, int]] = {}
+    for ep, _fault in CASES:
+        by_class.setdefault(ep.cls, {"endpoints": 0, "cases": 0})["cases"] += 1
+    for ep in ENDPOINTS:
+        if ep.cls in by_class:
+            by_class[ep.cls]["endpoints"] += 1
+    return {"routes": len(ROUTES), "public_routes": len([e for e in ENDPOINTS if e.cls == PUBLIC]),
+            "endpoints_with_credentials": sum(v["endpoints"] for v in by_class.values()),
+            "rekognition_operations": REK_OPERATIONS, "faults": FAULTS, "cases": len(CASES),
+            "by_class": by_class}
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -257,6 +286,7 @@ class World:
     collection: str
     face_id: str
     client: httpx.Client  # one connection for the whole matrix (a client per request costs an SSL context)
+    a_person: int = 0  # a person of A (its set of photos)
 
     def rek(self, op: str, body: dict[str, Any]) -> httpx.Response:
         raw = json.dumps(body).encode()
@@ -265,7 +295,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
-    from search.app import create_app
+    from search.http.app import create_app
     from search.service import PicsortService
 
     lfw = need_shared("datasets", "lfw", "images")
@@ -284,7 +314,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
             assert up.status_code == 202, up.text
             job = wait_job(host, up.json()["job_id"])
             assert job["status"] == "done" and job["done"] == 2 and job["failed"] == 0, job
-            photos = [p.id for p in service.catalog.meta.list_photos(created["id"])]
+            photos = [p.id for p in service.catalog.meta.photos.list(created["id"])]
             events[name] = (created, photos, up.json()["job_id"])
         (a, a_photos, a_job), (b, b_photos, _) = events["A"], events["B"]
         guest = "guest-" + secrets.token_hex(10)
@@ -305,6 +335,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
                                        "Image": {"S3Object": {"Bucket": "any", "Name": _original_key(w, a_photos[0])}}})
         assert indexed.status_code == 200 and indexed.json()["FaceRecords"], indexed.text
         w.face_id = indexed.json()["FaceRecords"][0]["Face"]["FaceId"]
+        w.a_person = service.catalog.meta.persons.list(w.a_id)[0].id
         yield w
 
 
@@ -327,22 +358,25 @@ class Values:
     face_id: str
     s3_name: str
     event_name: str
+    person_id: str = ""
 
 
 def _values(w: World, variant: str) -> Values:
     rand_event, rand_photo = secrets.token_hex(8), secrets.token_hex(8)
     rand_guest = "guest-" + secrets.token_hex(10)
+    rand_person = str(10**9 + secrets.randbelow(10**9))  # person ids count up from 1
     if variant == "existing":
         return Values(w.a_id, w.a_photos[0], w.a_job, w.guest, w.selfie_token,
                       f"events/{w.a_id}/preview/{w.a_photos[0]}.jpg", w.collection, w.face_id,
-                      _original_key(w, w.a_photos[0]), "auth A")
+                      _original_key(w, w.a_photos[0]), "auth A", str(w.a_person))
     if variant == "missing_child":  # event A exists, what it names inside does not
         return Values(w.a_id, rand_photo, secrets.token_hex(8), rand_guest, secrets.token_urlsafe(24),
                       f"events/{w.a_id}/preview/{rand_photo}.jpg", w.collection, str(uuid.uuid4()),
-                      f"events/{w.a_id}/originals/{rand_photo}.jpg", "auth A")
+                      f"events/{w.a_id}/originals/{rand_photo}.jpg", "auth A", rand_person)
     return Values(rand_event, rand_photo, secrets.token_hex(8), rand_guest, secrets.token_urlsafe(24),
                   f"events/{rand_event}/preview/{rand_photo}.jpg", f"auth-coll-{secrets.token_hex(4)}",
-                  str(uuid.uuid4()), f"events/{rand_event}/originals/{rand_photo}.jpg", f"auth {rand_event}")
+                  str(uuid.uuid4()), f"events/{rand_event}/originals/{rand_photo}.jpg", f"auth {rand_event}",
+                  rand_person)
 
 
 @dataclass
@@ -367,6 +401,7 @@ def _tiny_jpeg() -> bytes:
 
 def _host_request(ep: Endpoint, v: Values) -> Req:
     path = ep.path.replace("{event_id}", v.event_id).replace("{job_id}", v.job_id).replace("{photo_id}", v.photo_id)
+    path = path.replace("{person_id}", v.person_id)
     req = Req(ep.method, path)
     if ep.path == "/api/host/events" and ep.method == "POST":
         req.json = {"name": v.event_name}
@@ -507,7 +542,8 @@ def _fingerprint(r: httpx.Response) -> tuple[int, bytes, tuple[tuple[str, str], 
 
 
 def _variants(ep: Endpoint) -> list[str]:
-    nested = "{photo_id}" in ep.path or ep.cls in (FILES, REKOGNITION) or ep.path.endswith(("/grants", "/feedback"))
+    nested = ("{photo_id}" in ep.path or "{person_id}" in ep.path or ep.cls in (FILES, REKOGNITION)
+              or ep.path.endswith(("/grants", "/feedback")))
     return ["existing", "missing", "missing_child"] if nested else ["existing", "missing"]
 
 
@@ -538,15 +574,16 @@ def test_public_routes_answer_without_credentials(world: World, ep: Endpoint) ->
 
 
 @pytest.mark.parametrize("ep,fault", CASES, ids=[f"{ep.id}|{fault}" for ep, fault in CASES])
-def test_denied_without_revealing_existence(world: World, ep: Endpoint, fault: str) -> None:
+def test_denied_without_revealing_existence(world: World, matrix_report: dict[str, dict[str, Any]],
+                                            ep: Endpoint, fault: str) -> None:
     if ep.cls == "unclassified":
         pytest.fail(f"route {ep.method} {ep.path} is not classified")
     hidden_before = _guest_hidden(world) if fault == "other_event_token" else set()
     seen = {variant: build(ep, fault, variant, world).send(world.client) for variant in _variants(ep)}
     prints = {variant: _fingerprint(r) for variant, r in seen.items()}
     first = seen["existing"]
-    OUTCOMES[f"{ep.id}|{fault}"] = {"status": first.status_code, "requests": len(seen),
-                                    "body": first.json() if first.content else None}
+    matrix_report[f"{ep.id}|{fault}"] = {"status": first.status_code, "requests": len(seen),
+                                         "body": first.json() if first.content else None}
     # byte-identical for an existing resource and missing ones (status, body, headers but the clock/request id)
     assert len(set(prints.values())) == 1, {k: (r.status_code, r.text[:300]) for k, r in seen.items()}
 
@@ -580,6 +617,7 @@ CONTROLS: dict[str, tuple[str, int]] = {
     "host:POST /api/host/events/{event_id}/photos": ("missing", 404),
     "host:GET /api/host/jobs/{job_id}": ("existing", 200),
     "host:GET /api/host/events/{event_id}/people": ("existing", 200),
+    "host:GET /api/host/events/{event_id}/people/{person_id}/photos": ("existing", 200),
     "host:DELETE /api/host/events/{event_id}/photos/{photo_id}": ("missing_child", 404),
     "host:POST /api/host/events/{event_id}/grants": ("existing", 201),
     "guest:GET /e/{token}": ("existing", 200),
@@ -621,10 +659,10 @@ def test_valid_credential_passes(world: World, ep: Endpoint) -> None:
 SECRET_WORDS = {"secret", "signature", "sig", "token", "mac", "expected", "digest", "given", "hash", "known", "key"}
 SECRET_CHECKS = [
     ("search.signing", "UrlSigner.verify"),
-    ("search.service", "PicsortService.check_admin_key"),
+    ("search.services.host", "HostService.check_admin_key"),
     ("indexer.events", "Catalog.event_for_token"),
-    ("search.rekognition_api", "SigV4Verifier._secret"),
-    ("search.rekognition_api", "SigV4Verifier.verify"),
+    ("search.rekognition.sigv4", "SigV4Verifier._secret"),
+    ("search.rekognition.sigv4", "SigV4Verifier.verify"),
 ]
 
 
@@ -672,32 +710,23 @@ def test_no_equality_on_secrets_in_signing_module() -> None:
     assert _equality_on_secrets(ast.parse("ok = expected == signature")) == ["expected == signature"]
 
 
-def test_matrix_report(world: World) -> None:
-    """Size of the matrix (written only with PICSORT_AUTH_REPORT=1, for the README figures)."""
-    by_class: dict[str, dict[str, int]] = {}
-    for ep, _fault in CASES:
-        entry = by_class.setdefault(ep.cls, {"endpoints": 0, "cases": 0})
-        entry["cases"] += 1
-    for ep in ENDPOINTS:
-        if ep.cls in by_class:
-            by_class[ep.cls]["endpoints"] += 1
-    denied_endpoints = sum(v["endpoints"] for v in by_class.values())
-    assert denied_endpoints == len([e for e in ENDPOINTS if e.cls != PUBLIC])
-    if os.environ.get("PICSORT_AUTH_REPORT") != "1":
-        return
-    report = {
-        "routes": len(ROUTES),
-        "public_routes": len([e for e in ENDPOINTS if e.cls == PUBLIC]),
-        "endpoints_with_credentials": denied_endpoints,
-        "rekognition_operations": REK_OPERATIONS,
-        "faults": FAULTS,
-        "cases": len(CASES),
-        "cases_run": len(OUTCOMES),
-        "requests": sum(int(o["requests"]) for o in OUTCOMES.values()),
-        "by_class": by_class,
-        "outcomes": OUTCOMES,
-    }
-    out = REPO / "benchmarks" / "results" / "auth_matrix.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+def test_matrix_covers_every_route() -> None:
+    """Every route the app serves is in the matrix: a public one is requested without credentials, every
+    other one has a denial case for each fault of its class and a positive control. No server needed: a
+    route (or Rekognition operation) added without its cases fails here, fast."""
+    assert {(ep.method, ep.path) for ep in ENDPOINTS} == set(ROUTES)
+    faults_of: dict[str, set[str]] = {}
+    for ep, fault in CASES:
+        faults_of.setdefault(ep.id, set()).add(fault)
+    protected = [ep for ep in ENDPOINTS if ep.cls != PUBLIC]
+    for ep in protected:
+        assert ep.cls in FAULTS, f"{ep.id}: no auth class with faults (ROUTE_CLASS, FAULTS)"
+        applicable = set(FAULTS[ep.cls])
+        if (ep.method, ep.path) not in OTHER_EVENT_ROUTES:
+            applicable.discard("other_event_token")
+        assert faults_of.get(ep.id) == applicable, (ep.id, faults_of.get(ep.id), applicable)
+    assert sorted(CONTROLS) == sorted(ep.id for ep in protected), "positive controls and endpoints differ"
+    assert OTHER_EVENT_ROUTES <= set(ROUTES), "OTHER_EVENT_ROUTES names a route the app no longer serves"
+    size = _matrix_size()
+    assert size["endpoints_with_credentials"] == len(protected) and size["cases"] == len(CASES) > 0
 

@@ -159,7 +159,7 @@ def test_corpus_size() -> None:
 # ---- server ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[LiveServer, Settings]]:
-    from search.app import create_app
+    from search.http.app import create_app
     from search.service import PicsortService
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("bad-input-data"), admin_key=SecretStr(ADMIN_KEY),
@@ -197,7 +197,7 @@ def test_cli_detect(tmp_path: Path) -> None:
         path.write_bytes(data)
         files.append(str(path))
     env = {**os.environ, "PICSORT_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.run([sys.executable, "-m", "picsort_local.cli", "detect", *files, "--json"], check=False,
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "detect", *files, "--json"], check=False,
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.returncode == 1, proc.stderr[-3000:]
@@ -211,14 +211,14 @@ def test_cli_detect(tmp_path: Path) -> None:
             assert "error" not in entry and entry["width"] >= 1 and entry["height"] >= 1, (name, entry)
     # one good file alone: exit 0; one bad file alone: exit 1 with a typed error
     one = files[[n for n, _, _ in CORPUS].index("png_1x1.png")]
-    good = subprocess.run([sys.executable, "-m", "picsort_local.cli", "detect", one, "--json"], check=False,
+    good = subprocess.run([sys.executable, "-m", "search.cli", "detect", one, "--json"], check=False,
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert good.returncode == 0 and "error" not in json.loads(good.stdout), good.stderr[-2000:]
 
 
 # ---- (b) host API ------------------------------------------------------------------------------------
 def test_host_upload(server: tuple[LiveServer, Settings], host: httpx.Client, event: dict[str, Any]) -> None:
-    from storage.metadata import MetadataStore
+    from storage.metadata import Metadata
 
     upload = host.post(f"/api/host/events/{event['id']}/photos",
                        files=[("files", (n, d, "application/octet-stream")) for n, d, _ in CORPUS])
@@ -229,9 +229,9 @@ def test_host_upload(server: tuple[LiveServer, Settings], host: httpx.Client, ev
     job = wait_job(host, body["job_id"], timeout=240)
     assert job["status"] == "done", job
     failed = {e["filename"]: e["reason"] for e in cast(list[dict[str, str]], job["errors"])}  # photo id -> reason
-    meta = MetadataStore(server[1].data_dir / "picsort.sqlite3")
+    meta = Metadata(server[1].data_dir / "picsort.sqlite3")
     try:
-        photos = {p.id: p for p in meta.list_photos(event["id"])}
+        photos = {p.id: p for p in meta.photos.list(event["id"])}
     finally:
         meta.close()
     for name, _, category in CORPUS:

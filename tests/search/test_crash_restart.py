@@ -2,121 +2,65 @@
 index snapshot write, restart it on the same data dir, and check that nothing acknowledged was lost,
 nothing was indexed twice and the index never loads corrupt.
 
-The server runs as a separate process (`picsort serve`) so the kill is a real `kill -9`. The kills
-inside the snapshot write come from this file run as a script (`python test_crash_restart.py --crash
-MODE:N`): it wraps the blob store's `put` from the outside, so on the Nth snapshot (or pointer) write
-the bytes go through the store's own temp file and the process kills itself before the rename. No
+The server runs as a separate process (`picsort serve`, support.servers.ServerProcess) so the kill is a
+real `kill -9`. The kills inside the snapshot write come from the crash launcher (`python -m support.crash
+MODE:N serve ...`): it wraps the blob store's `put` from the outside, so on the Nth snapshot (or pointer)
+write the bytes go through the store's own temp file and the process kills itself before the rename. No
 test hook lives in product code.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from conftest import ADMIN_KEY, free_port, wait_job
 from support import REPO, need_shared
+from support.crash import crash_argv
+from support.servers import ADMIN_KEY, ServerProcess, wait_job
 
 logger = logging.getLogger(__name__)
 
 SEED = 6_3_2026
 KILL_CYCLES = 2  # each restart loads the models (~11 s on 2 idle cores): the file's budget allows two
 CHECKPOINT_PHOTOS = 4  # small, so a dozen photos make several snapshot writes
-READY_TIMEOUT_S = 180.0
 TMP_MARK = ".~picsort-tmp-"  # storage.blobs' temp-file prefix: never a valid key, ignored by list()
 # Outcomes for the README's Reliability figures: written only with PICSORT_CRASH_REPORT=1.
 REPORT_PATH = REPO / "benchmarks" / "results" / "crash.json"
-OUTCOMES: dict[str, Any] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def crash_report() -> Iterator[None]:
-    yield
-    if os.environ.get("PICSORT_CRASH_REPORT") == "1" and OUTCOMES:
+@pytest.fixture(scope="module")
+def crash_report() -> Iterator[dict[str, Any]]:
+    """Each scenario records its outcome here; the file is written after the module's tests (a report
+    step, not a test: no test reads what another one recorded)."""
+    outcomes: dict[str, Any] = {}
+    yield outcomes
+    if os.environ.get("PICSORT_CRASH_REPORT") == "1" and outcomes:
         import json
 
         REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
-        REPORT_PATH.write_text(json.dumps(OUTCOMES, indent=2) + "\n")
+        REPORT_PATH.write_text(json.dumps(outcomes, indent=2) + "\n")
 
 
 # ---- the server process --------------------------------------------------------------------------
-class ServerProcess:
-    """`picsort serve` (or this file as a crashing launcher) on a free loopback port."""
-
-    def __init__(self, data_dir: Path, log_dir: Path, crash: str | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.crash = crash
-        self.log_path = log_dir / f"server-{self.port}.log"
-        env = dict(os.environ, PICSORT_ADMIN_KEY=ADMIN_KEY, PICSORT_INGEST_CHECKPOINT_PHOTOS=str(CHECKPOINT_PHOTOS),
-                   PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
-        if crash is None:
-            cmd = [sys.executable, "-m", "picsort_local.cli", "serve", "--port", str(self.port),
-                   "--data-dir", str(data_dir)]
-        else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--port", str(self.port),
-                   "--data-dir", str(data_dir), "--crash", crash]
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
-        with httpx.Client(timeout=2) as client:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.proc.returncode} while starting:\n{self.log_tail()}")
-                try:
-                    if client.get(f"{self.url}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.perf_counter() - started > READY_TIMEOUT_S:
-                    self.kill()
-                    raise RuntimeError(f"server not ready after {READY_TIMEOUT_S} s:\n{self.log_tail()}")
-                time.sleep(0.1)
-        self.start_seconds = time.perf_counter() - started
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def host(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"X-Admin-Key": ADMIN_KEY}, timeout=120)
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.wait(30)
-
-    def stop(self) -> None:
-        """Graceful stop (SIGTERM): the service waits for its ingest job before exiting. uvicorn re-raises
-        the signal once shut down, so the exit status is -SIGTERM (0 with older uvicorn)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        assert self.wait(120) in (0, -signal.SIGTERM), self.log_tail()
-
-    def wait(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
-        self._log.close()
-        return code
+def start_server(data_dir: Path, log_dir: Path, crash: str | None = None) -> ServerProcess:
+    """`picsort serve` on the data dir, ready; with `crash` (support.crash MODE:N) it dies at that write."""
+    log = log_dir / f"server-{len(list(log_dir.glob('server-*.log')))}.log"  # one per start, in order
+    server = ServerProcess(data_dir, log, admin_key=ADMIN_KEY,
+                           env={"PICSORT_INGEST_CHECKPOINT_PHOTOS": str(CHECKPOINT_PHOTOS)},
+                           launcher=crash_argv(crash) if crash else None)
+    return server.start()
 
 
 @pytest.fixture()
@@ -125,7 +69,7 @@ def servers() -> Iterator[list[ServerProcess]]:
     started: list[ServerProcess] = []
     yield started
     for server in started:
-        if server.proc.poll() is None:
+        if server.running:
             server.kill()
 
 
@@ -253,7 +197,7 @@ def _catalog(data_dir: Path) -> Any:
     from indexer.events import Catalog
     from picsort_local.settings import Settings
 
-    return Catalog(Settings(data_dir=data_dir))
+    return Catalog(Settings(data_dir=data_dir).storage)
 
 
 def check_dead_state(data_dir: Path, event_id: str, photos: dict[str, Photo]) -> dict[str, int]:
@@ -262,9 +206,9 @@ def check_dead_state(data_dir: Path, event_id: str, photos: dict[str, Photo]) ->
 
     catalog = _catalog(data_dir)
     try:
-        index = catalog.indexes.load(event_id, 128)  # raises on a corrupt live snapshot
+        index = catalog.faces.index(event_id, 128)  # raises on a corrupt live snapshot
         by_sha = {p.sha256: p for p in photos.values()}
-        rows = catalog.meta.list_photos(event_id)
+        rows = catalog.meta.photos.list(event_id)
         keys = {r.original_key for r in rows}
         for row in rows:
             data = catalog.blobs.get(row.original_key)
@@ -303,7 +247,7 @@ def check_recovered(data_dir: Path, event_id: str, acked: dict[str, str], photos
     catalog = _catalog(data_dir)
     meta = catalog.meta
     try:
-        rows = {r.id: r for r in meta.list_photos(event_id)}
+        rows = {r.id: r for r in meta.photos.list(event_id)}
         for name, photo_id in acked.items():
             row = rows.get(photo_id)
             assert row is not None, f"acknowledged photo {name} ({photo_id}) is gone"
@@ -315,9 +259,9 @@ def check_recovered(data_dir: Path, event_id: str, acked: dict[str, str], photos
         # nothing unacknowledged half-done either: every row is complete, each photo's bytes once
         assert all(r.status == "indexed" for r in rows.values()), {r.id: r.status for r in rows.values()}
         assert len({r.sha256 for r in rows.values()}) == len(rows)
-        assert meta.pending_faces(event_id) == []
-        faces = meta.list_faces(event_id, indexed_only=False)
-        index = catalog.indexes.load(event_id, 128)
+        assert meta.faces.pending(event_id) == []
+        faces = meta.faces.list(event_id, indexed_only=False)
+        index = catalog.faces.index(event_id, 128)
         ids = index.ids().tolist()
         assert len(ids) == len(set(ids)), "a face id is in the index twice"
         assert len(index) == len(faces), f"index holds {len(index)} vectors for {len(faces)} face rows"
@@ -326,7 +270,7 @@ def check_recovered(data_dir: Path, event_id: str, acked: dict[str, str], photos
         for face in faces:
             per_photo.setdefault(face.photo_id, []).append(face)
         for photo_id, found in per_photo.items():
-            boxes = {tuple(np.round(f.box, 0)) for f in found}
+            boxes = {tuple(np.round(f.record.box.as_tuple(), 0)) for f in found}
             assert len(boxes) == len(found), f"photo {photo_id} has its faces stored twice"
         assert sum(1 for r in rows if r in per_photo) >= 0.9 * len(rows), "LFW photos should nearly all have a face"
         return {"photos": len(rows), "faces": len(faces), "vectors": len(index)}
@@ -338,7 +282,7 @@ def check_indexed(data_dir: Path, event_id: str, acked: dict[str, str]) -> None:
     """Every photo acknowledged before the last kill was analysed by the restarted server on its own."""
     catalog = _catalog(data_dir)
     try:
-        status = {r.id: r.status for r in catalog.meta.list_photos(event_id)}
+        status = {r.id: r.status for r in catalog.meta.photos.list(event_id)}
     finally:
         catalog.meta.close()
     assert all(status.get(pid) == "indexed" for pid in acked.values()), "a restart did not resume pending photos"
@@ -377,7 +321,7 @@ def single_face_photo(data_dir: Path, event_id: str, acked: dict[str, str]) -> t
     catalog = _catalog(data_dir)
     try:
         counts: dict[str, int] = {}
-        for face in catalog.meta.list_faces(event_id):
+        for face in catalog.meta.faces.list(event_id):
             counts[face.photo_id] = counts.get(face.photo_id, 0) + 1
         return next((name, pid) for name, pid in sorted(acked.items()) if counts.get(pid) == 1)
     finally:
@@ -393,7 +337,7 @@ def create_event(server: ServerProcess, name: str) -> tuple[str, str]:
 
 # ---- scenario 1: kill -9 during multipart uploads ----------------------------------------------------
 def test_kill_during_uploads_then_restart_keeps_every_acknowledged_photo_once(
-        tmp_path: Path, servers: list[ServerProcess]) -> None:
+        tmp_path: Path, servers: list[ServerProcess], crash_report: dict[str, Any]) -> None:
     rng = random.Random(SEED)
     pool = lfw_photos(27)
     photos = {p.name: p for p in pool}
@@ -404,7 +348,7 @@ def test_kill_during_uploads_then_restart_keeps_every_acknowledged_photo_once(
     stats: list[dict[str, Any]] = []
 
     for cycle in range(KILL_CYCLES):
-        server = ServerProcess(data_dir, tmp_path)
+        server = start_server(data_dir, tmp_path)
         servers.append(server)
         if cycle == 0:
             event_id, guest_token = create_event(server, "Crash during uploads")
@@ -445,8 +389,8 @@ def test_kill_during_uploads_then_restart_keeps_every_acknowledged_photo_once(
         # acknowledged before this kill: all there (maybe still pending), none lost
         catalog = _catalog(data_dir)
         try:
-            present = {r.id for r in catalog.meta.list_photos(event_id)}
-            registered_unacked = sum(catalog.meta.find_photo_by_sha(event_id, photos[n].sha256) is not None
+            present = {r.id for r in catalog.meta.photos.list(event_id)}
+            registered_unacked = sum(catalog.meta.photos.by_sha(event_id, photos[n].sha256) is not None
                                      for n in ledger.unacked)
         finally:
             catalog.meta.close()
@@ -457,7 +401,7 @@ def test_kill_during_uploads_then_restart_keeps_every_acknowledged_photo_once(
 
     # last start: it resumes the pending photos by itself; then a client retries what is still
     # unacknowledged and sends the rest, and everything must hold
-    server = ServerProcess(data_dir, tmp_path)
+    server = start_server(data_dir, tmp_path)
     servers.append(server)
     wait_settled(server, event_id)
     check_indexed(data_dir, event_id, ledger.acked)
@@ -473,11 +417,11 @@ def test_kill_during_uploads_then_restart_keeps_every_acknowledged_photo_once(
     search_finds(server, guest_token, photos[name], photo_id)
     logger.info("upload kills: %s; final %s; requests acked %d, cut %d", stats, result, ledger.requests_acked,
                 ledger.requests_cut)
-    OUTCOMES["uploads"] = {"kill_cycles": stats, "final": result, "photos": len(photos),
-                           "acknowledged": len(ledger.acked), "requests_acked": ledger.requests_acked,
-                           "requests_cut_mid_body": ledger.requests_cut}
+    crash_report["uploads"] = {"kill_cycles": stats, "final": result, "photos": len(photos),
+                               "acknowledged": len(ledger.acked), "requests_acked": ledger.requests_acked,
+                               "requests_cut_mid_body": ledger.requests_cut}
     delete_leaves_nothing(server, data_dir, event_id)
-    server.stop()
+    assert server.stop() in (0, -signal.SIGTERM), server.log_tail()
 
 
 # ---- scenario 2: kill -9 inside an index snapshot write ------------------------------------------------
@@ -492,7 +436,7 @@ def _snapshot_versions(data_dir: Path, event_id: str) -> list[int]:
 
 
 def test_kill_inside_snapshot_write_then_restart_loads_a_whole_index(
-        tmp_path: Path, servers: list[ServerProcess]) -> None:
+        tmp_path: Path, servers: list[ServerProcess], crash_report: dict[str, Any]) -> None:
     from indexer.vector_index import EventIndex
 
     pool = lfw_photos(16)
@@ -501,7 +445,7 @@ def test_kill_inside_snapshot_write_then_restart_loads_a_whole_index(
     ledger = Ledger()
 
     # 1. the 2nd snapshot write stops half way through its temp file, then kill -9
-    server = ServerProcess(data_dir, tmp_path, crash="torn-snapshot:2")
+    server = start_server(data_dir, tmp_path, crash="torn-snapshot:2")
     servers.append(server)
     event_id, guest_token = create_event(server, "Crash during snapshot")
     first = pool[:12]
@@ -513,7 +457,7 @@ def test_kill_inside_snapshot_write_then_restart_loads_a_whole_index(
     assert torn["temp_files"] >= 1 and torn["vectors"] > 0
 
     # 2. restart with a kill right before the pointer rename (the snapshot itself is complete)
-    server = ServerProcess(data_dir, tmp_path, crash="before-pointer:1")
+    server = start_server(data_dir, tmp_path, crash="before-pointer:1")
     servers.append(server)
     second = pool[12:]
     try:
@@ -531,7 +475,7 @@ def test_kill_inside_snapshot_write_then_restart_loads_a_whole_index(
     assert pointed["vectors"] == torn["vectors"], "the unpublished snapshot was loaded"
 
     # 3. a normal restart recovers: each acknowledged photo indexed once, searches work
-    server = ServerProcess(data_dir, tmp_path)
+    server = start_server(data_dir, tmp_path)
     servers.append(server)
     wait_settled(server, event_id)
     check_indexed(data_dir, event_id, ledger.acked)
@@ -547,67 +491,7 @@ def test_kill_inside_snapshot_write_then_restart_loads_a_whole_index(
     name, photo_id = single_face_photo(data_dir, event_id, ledger.acked)
     search_finds(server, guest_token, photos[name], photo_id)
     logger.info("snapshot kills: torn %s, before pointer %s, final %s", torn, pointed, result)
-    OUTCOMES["snapshot_writes"] = {"torn_snapshot": torn, "before_pointer_rename": pointed, "final": result,
-                                   "photos": len(photos), "acknowledged": len(ledger.acked)}
+    crash_report["snapshot_writes"] = {"torn_snapshot": torn, "before_pointer_rename": pointed, "final": result,
+                                       "photos": len(photos), "acknowledged": len(ledger.acked)}
     delete_leaves_nothing(server, data_dir, event_id)
-    server.stop()
-
-
-# ---- the crashing launcher (this file run as a script) ---------------------------------------------
-def _install_crash(mode: str, nth: int) -> None:
-    """Kill this process inside the Nth index write of `mode`:
-    torn-snapshot  - half of a snapshot's bytes reach the store's temp file, then SIGKILL;
-    before-pointer - the CURRENT pointer's temp file is complete, SIGKILL before its rename."""
-    from storage.blobs import LocalBlobStore
-
-    real_put = LocalBlobStore.put
-    suffix = ".faiss" if mode == "torn-snapshot" else "/index/CURRENT"
-    seen = 0
-    lock = threading.Lock()
-
-    def put(self: LocalBlobStore, key: str, data: bytes, content_type: str | None = None) -> None:
-        nonlocal seen
-        if "/index/" in key and key.endswith(suffix):
-            with lock:
-                seen += 1
-                hit = seen == nth
-            if hit:
-                part = data[: len(data) // 2] if mode == "torn-snapshot" else data
-
-                def write_then_die(handle: BinaryIO) -> None:
-                    handle.write(part)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-                logger.warning("crash test: SIGKILL inside write %d of %s", nth, key)
-                self._atomic_write(self._path(key), write_then_die)
-        real_put(self, key, data, content_type)
-
-    LocalBlobStore.put = put  # type: ignore[method-assign]
-
-
-def _launcher(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="picsort serve, dying inside an index write")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--crash", required=True, help="torn-snapshot:N or before-pointer:N")
-    args = parser.parse_args(argv)
-    mode, _, nth = args.crash.partition(":")
-    if mode not in ("torn-snapshot", "before-pointer") or not nth.isdigit():
-        parser.error(f"bad --crash {args.crash!r}")
-    logging.basicConfig(level=logging.WARNING)
-    _install_crash(mode, int(nth))
-
-    import uvicorn
-
-    from picsort_local.settings import Settings
-    from search.app import create_app
-
-    uvicorn.run(create_app(Settings(data_dir=args.data_dir)), host="127.0.0.1", port=args.port, log_level="warning")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_launcher(sys.argv[1:]))
-
+    assert server.stop() in (0, -signal.SIGTERM), server.log_tail()

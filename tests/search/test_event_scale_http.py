@@ -38,7 +38,7 @@ BATCH = 200
 
 @pytest.fixture(scope="module")
 def big_event(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iterator[tuple[LiveServer, dict[str, object]]]:
-    from search.app import create_app
+    from search.http.app import create_app
     from search.service import PicsortService
 
     lfw = need_shared("datasets", "lfw", "images")
@@ -72,11 +72,11 @@ def _central(path: Path) -> bytes:
 
 
 def _names(settings: Settings, event_id: str) -> dict[str, str]:
-    from storage.metadata import MetadataStore
+    from storage.metadata import Metadata
 
-    meta = MetadataStore(settings.data_dir / "picsort.sqlite3")
+    meta = Metadata(settings.data_dir / "picsort.sqlite3")
     try:
-        return {p.id: p.filename for p in meta.list_photos(event_id)}
+        return {p.id: p.filename for p in meta.photos.list(event_id)}
     finally:
         meta.close()
 

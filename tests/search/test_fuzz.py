@@ -79,7 +79,7 @@ def _fuzz_settings(max_examples: int) -> settings:
 
 def _spec_operations() -> list[str]:
     """Labels ("METHOD /path") of the app's operations, for test ids (the tests fetch the live spec)."""
-    from search.app import create_app
+    from search.http.app import create_app
 
     spec = create_app(Settings(data_dir=Path("/nonexistent/picsort-fuzz-spec"))).openapi()
     return [f"{method.upper()} {path}" for path, methods in spec["paths"].items() for method in methods]
@@ -138,7 +138,7 @@ def fuzz_report() -> Iterator[Tally]:
 # ---- the server and its data -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[LiveServer]:
-    from search.app import create_app
+    from search.http.app import create_app
     from search.service import PicsortService
 
     settings_ = Settings(data_dir=tmp_path_factory.mktemp("fuzz-data"), admin_key=SecretStr(ADMIN_KEY),
@@ -500,7 +500,7 @@ def _encode(body: Any) -> bytes:
 
 
 def test_rekognition_operations_all_fuzzed() -> None:
-    from search.rekognition_api import OPERATIONS as REK_OPERATIONS
+    from search.rekognition.operations import OPERATIONS as REK_OPERATIONS
 
     assert set(REK_FIELDS) == set(REK_OPERATIONS) == set(REK_ORDER) - {UNKNOWN}
 

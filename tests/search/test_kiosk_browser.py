@@ -20,7 +20,8 @@ from support_images import gradient, jpeg_bytes
 
 from picsort_local.errors import NotFoundError, SignatureError, TooManyFacesError
 from picsort_local.settings import Settings
-from search.service import SearchHit, SearchOutcome
+from search.metrics import Metrics
+from search.services.guest import SearchHit, SearchOutcome
 from storage.metadata import EventRow
 
 if TYPE_CHECKING:
@@ -75,10 +76,13 @@ class FakeService:
 
     def __init__(self, image: bytes) -> None:
         self.event = EventRow(id="ev1", name=EVENT_NAME, created_at="2024-06-01T18:00:00+00:00",
-                              token_hash="not-used", settings={})
+                              token_hash="not-used", watermark=None)
         self.image = image
         self.lock = threading.Lock()
         self.closed = False
+        # The app reaches the guest search, signed files and ingest jobs through these; one fake plays all.
+        self.guest = self.files = self.jobs = self
+        self.metrics = Metrics()
         self.reset()
 
     def reset(self) -> None:
@@ -137,7 +141,7 @@ class FakeService:
 # ---- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def kiosk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FakeService]]:
-    from search.app import create_app
+    from search.http.app import create_app
     from search.service import PicsortService
 
     fake = FakeService(jpeg_bytes(gradient(64, 48)))

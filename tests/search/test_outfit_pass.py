@@ -68,10 +68,10 @@ def test_outfit_pass(live: tuple[LiveServer, Settings], engine) -> None:  # type
         result = host.post(f"/api/e/{event['guest_token']}/search",
                            files={"selfie": ("me.jpg", selfie, "image/jpeg")}).json()
 
-    from storage.metadata import MetadataStore
+    from storage.metadata import Metadata
 
-    meta = MetadataStore(live[1].data_dir / "picsort.sqlite3")
-    names = {p.id: p.filename for p in meta.list_photos(event["id"])}
+    meta = Metadata(live[1].data_dir / "picsort.sqlite3")
+    names = {p.id: p.filename for p in meta.photos.list(event["id"])}
     meta.close()
     got = {names[h["photo_id"]]: h for h in result["results"]}
     assert got["guest.jpg"]["tier"] == "high" and got["guest.jpg"]["badge"] == "face"

@@ -48,7 +48,7 @@ def _signed(body: bytes, *, secret: str = SECRET, key_id: str = KEY_ID) -> Any:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from search.rekognition_api import SignedRequest
+    from search.rekognition.sigv4 import SignedRequest
 
     request = AWSRequest(method="POST", url="http://127.0.0.1:9/", data=body, headers={
         "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "RekognitionService.ListCollections"})
@@ -59,7 +59,7 @@ def _signed(body: bytes, *, secret: str = SECRET, key_id: str = KEY_ID) -> Any:
 
 def test_sigv4_accepts_botocore_signatures_and_rejects_tampering() -> None:
     from picsort_local.errors import AwsError
-    from search.rekognition_api import SigV4Verifier
+    from search.rekognition.sigv4 import SigV4Verifier
 
     verifier = SigV4Verifier({KEY_ID: SECRET})
     assert verifier.verify(_signed(b"{}")) == KEY_ID
@@ -87,7 +87,7 @@ def test_sigv4_accepts_botocore_signatures_and_rejects_tampering() -> None:
 
 
 def test_quality_reasons() -> None:
-    from search.local_provider import QUALITY_BARS, quality_reasons
+    from search.rekognition.local import QUALITY_BARS, quality_reasons
 
     auto = QUALITY_BARS["AUTO"]
     ok = {"score": 0.8, "face_px": 120.0, "yaw": 5.0, "pitch": 10.0, "sharpness": 100.0, "brightness": 100.0}
@@ -107,7 +107,7 @@ def test_quality_reasons() -> None:
 # ---- live server -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rek_live(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[LiveServer, Any]]:
-    from search.app import create_app
+    from search.http.app import create_app
     from search.service import PicsortService
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("rekognition-data"), admin_key=SecretStr(ADMIN_KEY),
@@ -298,8 +298,8 @@ def test_credentials_are_required(rek_live: tuple[LiveServer, Any]) -> None:
 
 def test_rekognition_provider_equals_local_provider(rek_live: tuple[LiveServer, Any], lfw: Path,
                                                     gallery: dict[str, Any]) -> None:
-    from search.local_provider import LocalProvider
-    from search.rekognition_provider import RekognitionProvider
+    from search.rekognition.local import LocalProvider
+    from search.rekognition.boto import RekognitionProvider
 
     local = LocalProvider.from_service(rek_live[1])
     remote = RekognitionProvider(endpoint_url=rek_live[0].url, region="us-east-1",

@@ -92,7 +92,7 @@ class Stack:
 
 @pytest.fixture(scope="module", params=["local", "minio"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Stack]:
-    from search.app import create_app
+    from search.http.app import create_app
     from search.service import PicsortService
     from storage.blobs import make_blob_store
 
@@ -108,7 +108,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     with LiveServer(create_app(settings, service=service)) as server, \
             httpx.Client(base_url=server.url, headers={"X-Admin-Key": ADMIN_KEY}, timeout=120) as host, \
             httpx.Client(base_url=server.url, timeout=120) as anon:
-        stack = Stack(request.param, settings, server, host, anon, make_blob_store(settings))
+        stack = Stack(request.param, settings, server, host, anon, make_blob_store(settings.storage))
         lfw = need_shared("datasets", "lfw", "images")
         uploads = {"A": [(f"{p}_{i}.jpg", _jpeg(_lfw(lfw, p, i))) for p, i in A_PHOTOS] + [("group.jpg", _group(lfw, A_GROUP))],
                    "B": [(f"{p}_{i}.jpg", _jpeg(_lfw(lfw, p, i))) for p, i in B_PHOTOS]}
@@ -209,18 +209,18 @@ def _people(stack: Stack, event_id: str) -> list[dict[str, Any]]:
 def test_metadata_store_scrubs_deleted_rows(tmp_path: Path) -> None:
     """Without models: deleted rows are gone from the database file (secure_delete, whatever SQLite's
     compile-time default: Debian's is on, others' off) and from the WAL (truncated after the delete)."""
-    from storage.metadata import MetadataStore
+    from storage.metadata import Metadata
 
-    meta = MetadataStore(tmp_path / "m.sqlite3")
+    meta = Metadata(tmp_path / "m.sqlite3")
     try:
-        assert meta._query("PRAGMA secure_delete")[0][0] == 1
-        meta.create_event("doomed0123456789", "doomed", "doomed-token-hash", {})
+        assert meta.db.query("PRAGMA secure_delete")[0][0] == 1
+        meta.events.create("doomed0123456789", "doomed", "doomed-token-hash", None)
         for i in range(100):  # enough rows to fill and free whole pages, not just cells
-            meta.create_event(f"filler{i:010d}", "filler " * 40, f"filler-hash-{i}", {"note": "doomed0123456789"})
+            meta.events.create(f"filler{i:010d}", "filler " * 40, f"filler-hash-{i}", "doomed0123456789")
         assert _byte_hits({p.name: p.read_bytes() for p in tmp_path.iterdir()}, {"id": b"doomed0123456789"})
-        meta.delete_event("doomed0123456789")
+        meta.events.delete("doomed0123456789")
         for i in range(100):
-            meta.delete_event(f"filler{i:010d}")
+            meta.events.delete(f"filler{i:010d}")
         files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
         assert "m.sqlite3-wal" in files
         _nothing(_byte_hits(files, {"id": b"doomed0123456789", "token hash": b"doomed-token-hash"}), "after delete")

@@ -1,5 +1,8 @@
 """End to end over HTTP on loopback with the real models: a gallery assembled from LFW photos
-(solo shots and group composites), guest selfie search, tiers, privacy and deletion."""
+(solo shots and group composites), guest selfie search, tiers, privacy and deletion.
+
+Every test passes alone and in any order: the shared `gallery` is only read (a test that changes an
+event makes its own, like the deletion test's `doomed_gallery`)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import ADMIN_KEY, LiveServer, scan_for, wait_job  # type: ignore[import-not-found]
+from conftest import scan_for  # type: ignore[import-not-found]
 from PIL import Image
 from support import need_shared
+from support.servers import ADMIN_KEY, LiveServer, wait_job
 
 from picsort_local.settings import Settings
 
@@ -41,8 +45,9 @@ def _group(*faces: np.ndarray) -> np.ndarray:
     return np.concatenate([f[25:225, 45:205] for f in faces], axis=1)
 
 
-@pytest.fixture(scope="module")
-def gallery(live: tuple[LiveServer, Settings]) -> dict[str, object]:
+def build_gallery(url: str, name: str) -> dict[str, object]:
+    """A new event holding the LFW gallery, fully indexed: the guests' solo photos, strangers, two group
+    composites and a broken file."""
     lfw = need_shared("datasets", "lfw", "images")
     files: list[tuple[str, bytes]] = []
     expected: dict[str, set[str]] = {g: set() for g in GUESTS}
@@ -60,8 +65,8 @@ def gallery(live: tuple[LiveServer, Settings]) -> dict[str, object]:
     files.append(("group_b.jpg", _jpeg(_group(_load(lfw, STRANGERS[1], 2), _load(lfw, STRANGERS[2], 2), _load(lfw, STRANGERS[3], 2)))))
     files.append(("not_a_photo.jpg", b"GIF89a but not really"))
 
-    with httpx.Client(base_url=live[0].url, headers={"X-Admin-Key": ADMIN_KEY}, timeout=300) as host:
-        created = host.post("/api/host/events", json={"name": "LFW gala", "watermark": "LFW gala"}).json()
+    with httpx.Client(base_url=url, headers={"X-Admin-Key": ADMIN_KEY}, timeout=300) as host:
+        created = host.post("/api/host/events", json={"name": name, "watermark": "LFW gala"}).json()
         upload = host.post(f"/api/host/events/{created['id']}/photos",
                            files=[("files", (n, d, "image/jpeg")) for n, d in files])
         assert upload.status_code == 202, upload.text
@@ -72,12 +77,24 @@ def gallery(live: tuple[LiveServer, Settings]) -> dict[str, object]:
     return {"event": created, "expected": expected, "lfw": lfw, "names": [n for n, _ in files]}
 
 
-def _photo_names(live: tuple[LiveServer, Settings], event_id: str) -> dict[str, str]:
-    from storage.metadata import MetadataStore
+@pytest.fixture(scope="module")
+def gallery(live: tuple[LiveServer, Settings]) -> dict[str, object]:
+    """The gallery the read-only tests share (no test may change it)."""
+    return build_gallery(live[0].url, "LFW gala")
 
-    meta = MetadataStore(live[1].data_dir / "picsort.sqlite3")
+
+@pytest.fixture()
+def doomed_gallery(live: tuple[LiveServer, Settings]) -> dict[str, object]:
+    """A gallery of the test's own, for a test that deletes from it."""
+    return build_gallery(live[0].url, "LFW gala (to delete)")
+
+
+def _photo_names(live: tuple[LiveServer, Settings], event_id: str) -> dict[str, str]:
+    from storage.metadata import Metadata
+
+    meta = Metadata(live[1].data_dir / "picsort.sqlite3")
     try:
-        return {p.id: p.filename for p in meta.list_photos(event_id)}
+        return {p.id: p.filename for p in meta.photos.list(event_id)}
     finally:
         meta.close()
 
@@ -178,7 +195,44 @@ def test_ops_endpoints(anon: httpx.Client, host: httpx.Client, gallery) -> None:
     assert sum(1 for p in people if p["photo_count"] >= 4) >= len(GUESTS)
 
 
-def test_delete_photo_then_event(live, host: httpx.Client, anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+def test_person_photos(live, host: httpx.Client, anon: httpx.Client, gallery) -> None:  # type: ignore[no-untyped-def]
+    """Each person is a set of photos: the host gets every photo of one person, with signed links."""
+    event_id = gallery["event"]["id"]
+    names = _photo_names(live, event_id)
+    people = host.get(f"/api/host/events/{event_id}/people").json()
+    sets: dict[int, set[str]] = {}
+    for person in people:
+        r = host.get(f"/api/host/events/{event_id}/people/{person['id']}/photos")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["event_id"], body["person_id"]) == (event_id, person["id"])
+        ids = [p["photo_id"] for p in body["photos"]]
+        assert len(ids) == len(set(ids)) == person["photo_count"], (person, ids)
+        assert all(names[p["photo_id"]] == p["filename"] for p in body["photos"])
+        sets[person["id"]] = {p["filename"] for p in body["photos"]}
+    # every photo with a face is in some person's set; each guest is one person with their photos
+    assert set().union(*sets.values()) == set(gallery["names"]) - {"not_a_photo.jpg"}
+    for guest in GUESTS:
+        assert max(len(s & gallery["expected"][guest]) for s in sets.values()) >= 4, guest
+    # the links are signed like search results: they work, a tampered one does not
+    photo = r.json()["photos"][0]
+    for url in (photo["preview_url"], photo["thumb_url"]):
+        assert anon.get(url).headers["content-type"] == "image/jpeg"
+        assert anon.get(url.replace("sig=", "sig=0")).status_code == 403
+    # a person of another event, an unknown person or event: 404; no admin key: 401
+    other = host.post("/api/host/events", json={"name": "Not the gala"}).json()
+    try:
+        for path in (f"/api/host/events/{other['id']}/people/{people[0]['id']}/photos",
+                     f"/api/host/events/{event_id}/people/987654321/photos",
+                     f"/api/host/events/{'0' * 16}/people/{people[0]['id']}/photos"):
+            assert host.get(path).status_code == 404, path
+    finally:
+        assert host.delete(f"/api/host/events/{other['id']}").status_code == 204
+    assert anon.get(f"/api/host/events/{event_id}/people/{people[0]['id']}/photos").status_code == 401
+
+
+def test_delete_photo_then_event(live, host: httpx.Client, anon: httpx.Client, doomed_gallery) -> None:  # type: ignore[no-untyped-def]
+    gallery = doomed_gallery
     event_id = gallery["event"]["id"]
     names = _photo_names(live, event_id)
     victim = next(pid for pid, n in names.items() if n == f"{GUESTS[0]}_2.jpg")
@@ -206,9 +260,11 @@ def test_search_keeps_working_during_ingest_and_sees_new_snapshots(live, host: h
     batch.append(("files", ("b.jpg", _jpeg(_load(lfw, guest, 3)), "image/jpeg")))
     job = host.post(f"/api/host/events/{event['id']}/photos", files=batch).json()
     codes = []
-    while host.get(f"/api/host/jobs/{job['job_id']}").json()["status"] not in ("done", "error"):
+    while True:  # at least one search, however fast the ingest
         codes.append(anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).status_code)
-    assert codes and set(codes) == {200}, codes  # searches answered while the ingest ran
+        if host.get(f"/api/host/jobs/{job['job_id']}").json()["status"] in ("done", "error"):
+            break
+    assert set(codes) == {200}, codes  # searches answered while the ingest ran
     after = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie, "image/jpeg")}).json()
     names = _photo_names(live, event["id"])
     assert {"a.jpg", "b.jpg"} <= {names[h["photo_id"]] for h in after["results"] if h["tier"] == "high"}

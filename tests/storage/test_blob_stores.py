@@ -204,7 +204,7 @@ def test_local_delete_prefix_takes_temp_files_of_killed_writes(tmp_path: Path) -
 
 
 def test_make_blob_store_local(tmp_path: Path) -> None:
-    store = make_blob_store(Settings(data_dir=tmp_path))
+    store = make_blob_store(Settings(data_dir=tmp_path).storage)
     assert isinstance(store, LocalBlobStore)
     assert store.root == (tmp_path / "blobs").resolve()
 
@@ -243,7 +243,7 @@ def test_make_blob_store_minio(s3_endpoint: str, tmp_path: Path) -> None:
         minio_secret_key="testing",
         minio_bucket=f"t-{uuid.uuid4().hex[:16]}",
     )
-    store = make_blob_store(settings)
+    store = make_blob_store(settings.storage)
     assert isinstance(store, MinioBlobStore)
     store.put("x", b"y")
     assert store.get("x") == b"y"

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.metadata import MetadataStore
+from picsort_local.types import FaceQuality, FaceRecord, PixelBox
+from storage.metadata import Metadata
 
-FACE = {"box": [0.0, 0.0, 10.0, 10.0], "landmarks": [], "det_score": 0.9, "quality": {}}
+FACE = FaceRecord(PixelBox(0.0, 0.0, 10.0, 10.0), (), 0.9, FaceQuality(10.0, 0.0, 0.0, 0.0, 0.0, 0.0))
 
 
 def test_person_mates(tmp_path: Path) -> None:
-    meta = MetadataStore(tmp_path / "m.sqlite3")
+    meta = Metadata(tmp_path / "m.sqlite3")
     try:
         for event in ("e1", "e2"):
-            meta.create_event(event, event, f"hash-{event}", {})
+            meta.events.create(event, event, f"hash-{event}", None)
         photos = [f"p{i}" for i in range(5)]
         for p in photos:
-            meta.add_photo(p, "e1", p * 8, f"{p}.jpg")
-        ids = [fid for fids in meta.add_pending_faces("e1", [(p, [FACE]) for p in photos]) for fid in fids]
-        meta.commit_faces("e1", photos[:4])  # the last photo's face is still pending: never offered
-        meta.add_photo("q0", "e2", "q" * 8, "q.jpg")
-        other = meta.add_pending_faces("e2", [("q0", [FACE])])[0]
-        meta.commit_faces("e2", ["q0"])
-        meta.replace_persons("e1", [([ids[0], ids[1], ids[4]], ids[0]), ([ids[2]], ids[2])])
-        assert sorted(meta.person_mates("e1", [ids[0]])) == [(ids[1], "p1")]
-        assert sorted(meta.person_mates("e1", [ids[0], ids[2]])) == [(ids[1], "p1")]
-        assert meta.person_mates("e1", [ids[3]]) == []  # a face without a person
-        assert meta.person_mates("e1", []) == []
-        assert meta.person_mates("e2", [ids[0]]) == []  # another event's face ids reach nothing
-        assert meta.person_mates("e1", other) == []
+            meta.photos.add(p, "e1", p * 8, f"{p}.jpg")
+        ids = [fid for fids in meta.faces.insert_pending("e1", [(p, [FACE]) for p in photos]) for fid in fids]
+        meta.faces.commit("e1", photos[:4])  # the last photo's face is still pending: never offered
+        meta.photos.add("q0", "e2", "q" * 8, "q.jpg")
+        other = meta.faces.insert_pending("e2", [("q0", [FACE])])[0]
+        meta.faces.commit("e2", ["q0"])
+        meta.persons.replace("e1", [([ids[0], ids[1], ids[4]], ids[0]), ([ids[2]], ids[2])])
+        assert sorted(meta.persons.mates("e1", [ids[0]])) == [(ids[1], "p1")]
+        assert sorted(meta.persons.mates("e1", [ids[0], ids[2]])) == [(ids[1], "p1")]
+        assert meta.persons.mates("e1", [ids[3]]) == []  # a face without a person
+        assert meta.persons.mates("e1", []) == []
+        assert meta.persons.mates("e2", [ids[0]]) == []  # another event's face ids reach nothing
+        assert meta.persons.mates("e1", other) == []
     finally:
         meta.close()

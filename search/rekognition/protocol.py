@@ -1,23 +1,21 @@
 """The face provider interface: Rekognition's face operations as plain typed values.
 
 `FaceProvider` is what a venue's code (or a benchmark) programs against. Two implementations exist:
-`search.local_provider.LocalProvider` (this project's engine, index and storage; a collection is an
-event) and `search.rekognition_provider.RekognitionProvider` (boto3, so AWS itself or this project's
+`search.rekognition.local.LocalProvider` (this project's engine, index and storage; a collection is an
+event) and `search.rekognition.boto.RekognitionProvider` (boto3, so AWS itself or this project's
 Rekognition-compatible HTTP endpoint). Both return the same dataclasses, so their answers can be
 compared field by field.
 
-This module is the core: pure types, the protocol and the parameter rules every implementation and
-the HTTP layer share. It must not import the model, indexer or search packages.
+It lives beside the Rekognition wire code, not in the core: these are AWS's shapes and limits, which
+only the Rekognition API, its providers and their benchmark speak. It imports only the core.
 
 Conventions, as Rekognition documents them:
 - bounding boxes and landmarks are ratios of the image width / height (0..1, may slightly exceed
-  the range for faces cut by the image border);
+  the range for faces cut by the image border); the core's pixel box is `picsort_local.types.PixelBox`;
 - Similarity and Confidence are percentages (0..100);
 - FaceId and ImageId are UUIDs;
 - errors are this project's domain errors (`picsort_local.errors`), which the HTTP layer maps to
-  Rekognition's exception names: NotFoundError -> ResourceNotFoundException, AlreadyExistsError ->
-  ResourceAlreadyExistsException, InvalidRequestError -> InvalidParameterException,
-  ImageTooLargeError -> ImageTooLargeException, InvalidImageError -> InvalidImageFormatException.
+  Rekognition's exception names in one table (`search.rekognition.wire.aws_error`).
 """
 
 from __future__ import annotations
@@ -118,7 +116,9 @@ class Face:
 
 
 @dataclass(frozen=True)
-class FaceRecord:
+class IndexedFace:
+    """One face IndexFaces stored (Rekognition's FaceRecord: the core's FaceRecord is another value)."""
+
     face: Face
     face_detail: FaceDetail
 
@@ -161,7 +161,7 @@ class CollectionPage:
 
 @dataclass(frozen=True)
 class IndexFacesResult:
-    face_records: tuple[FaceRecord, ...]  # largest face first
+    face_records: tuple[IndexedFace, ...]  # largest face first
     unindexed_faces: tuple[UnindexedFace, ...]
     face_model_version: str
 
@@ -224,7 +224,9 @@ class FaceProvider(Protocol):
 
     def delete_collection(self, collection_id: str) -> None: ...
 
-    def list_collections(self, max_results: int | None = None, next_token: str | None = None) -> CollectionPage: ...
+    def list_collections(
+        self, max_results: int | None = None, next_token: str | None = None
+    ) -> CollectionPage: ...
 
     def describe_collection(self, collection_id: str) -> CollectionDescription: ...
 
@@ -273,7 +275,7 @@ class FaceProvider(Protocol):
 
 # ---- parameter rules (shared by LocalProvider and the HTTP endpoint) ------------------------------
 def check_collection_id(value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH or not _COLLECTION_ID.fullmatch(value):
+    if not (isinstance(value, str) and 1 <= len(value) <= MAX_ID_LENGTH and _COLLECTION_ID.fullmatch(value)):
         raise InvalidRequestError(
             f"CollectionId must be 1-{MAX_ID_LENGTH} characters matching [a-zA-Z0-9_.\\-]+"
         )
@@ -283,7 +285,8 @@ def check_collection_id(value: object) -> str:
 def check_external_image_id(value: object) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH or not _EXTERNAL_IMAGE_ID.fullmatch(value):
+    if not (isinstance(value, str) and 1 <= len(value) <= MAX_ID_LENGTH
+            and _EXTERNAL_IMAGE_ID.fullmatch(value)):
         raise InvalidRequestError(
             f"ExternalImageId must be 1-{MAX_ID_LENGTH} characters matching [a-zA-Z0-9_.\\-:]+"
         )
@@ -298,7 +301,8 @@ def check_face_id(value: object) -> str:
 
 def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
     # bool is an int subclass in Python; a JSON `true` is not a count.
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+    if (isinstance(value, bool) or not isinstance(value, int) or value < low
+            or (high is not None and value > high)):
         bound = f"{low}..{high}" if high is not None else f">= {low}"
         raise InvalidRequestError(f"{name} must be an integer {bound}")
     return value
@@ -332,9 +336,8 @@ def collection_arn(collection_id: str, region: str, account: str = "000000000000
 
 
 __all__ = [
-    "BoundingBox", "CollectionDescription", "CollectionNotFoundError", "CollectionPage", "CompareFacesMatch",
-    "CompareFacesResult", "ComparedFace", "CreatedCollection", "DeleteFacesResult", "Face", "FaceDetail",
-    "FaceMatch", "FacePage", "FaceProvider", "FaceRecord", "ImageQuality", "IndexFacesResult", "InvalidPaginationTokenError",
-    "InvalidS3ObjectError", "Landmark", "Pose",
-    "QualityFilter", "SearchFacesByImageResult", "SearchFacesResult", "UnindexedFace", "UnindexedReason",
+    "BoundingBox", "CollectionDescription", "CollectionPage", "CompareFacesMatch", "CompareFacesResult",
+    "ComparedFace", "CreatedCollection", "DeleteFacesResult", "Face", "FaceDetail", "FaceMatch", "FacePage",
+    "FaceProvider", "ImageQuality", "IndexFacesResult", "IndexedFace", "Landmark", "Pose", "QualityFilter",
+    "SearchFacesByImageResult", "SearchFacesResult", "UnindexedFace", "UnindexedReason",
 ]

@@ -24,17 +24,15 @@ import logging
 import secrets
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from indexer.events import Catalog
-from indexer.ingest import Ingestor
-from indexer.vector_index import EventIndex, IndexCache, LoadedIndex
+from indexer.faces import NewFaces
 from models.engine import FaceEngine, PhotoFaces
 from picsort_local.errors import (
     AlreadyExistsError,
@@ -44,7 +42,8 @@ from picsort_local.errors import (
     InvalidRequestError,
     PicsortError,
 )
-from picsort_local.provider import (
+from search.decision import FaceSearch
+from search.rekognition.protocol import (
     COMPARE_TARGET_LIMIT,
     DEFAULT_FACE_MATCH_THRESHOLD,
     DEFAULT_PAGE_SIZE,
@@ -67,8 +66,8 @@ from picsort_local.provider import (
     FaceDetail,
     FaceMatch,
     FacePage,
-    FaceRecord,
     ImageQuality,
+    IndexedFace,
     IndexFacesResult,
     Landmark,
     Pose,
@@ -85,11 +84,8 @@ from picsort_local.provider import (
     check_quality_filter,
     collection_arn,
 )
-from picsort_local.settings import Settings
-from search.calibration import crowd_model
-from search.decision import FaceSearch
-from search.tiers import Tiers, tiers_for
-from storage.metadata import RekFaceRow
+from search.tiers import Tiers
+from storage.metadata import RekFaceLink, RekFaceRow
 
 if TYPE_CHECKING:
     from search.service import PicsortService
@@ -190,7 +186,8 @@ def sharpness_percent(laplacian_variance: float) -> float:
 def _check_format(data: bytes) -> None:
     # Rekognition accepts only JPEG and PNG, although the decoder here reads more formats.
     if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")):
-        raise InvalidImageError("unsupported", "only JPEG and PNG are accepted")  # aws_error adds the AWS prefix
+        # aws_error adds the AWS prefix
+        raise InvalidImageError("unsupported", "only JPEG and PNG are accepted")
 
 
 @dataclass(frozen=True)
@@ -223,48 +220,29 @@ def _box_ratio(box: Sequence[float], width: int, height: int) -> BoundingBox:
 class LocalProvider:
     """Rekognition's face operations on this machine. Safe to share between threads."""
 
-    def __init__(self, catalog: Catalog, engine: FaceEngine, tiers: Tiers, *,
-                 index_cache: IndexCache | None = None, face_search: FaceSearch | None = None,
+    def __init__(self, catalog: Catalog, engine: FaceEngine, face_search: FaceSearch, tiers: Tiers, *,
                  region: str = "us-east-1") -> None:
         self.catalog = catalog
         self.engine = engine
+        self.face_search = face_search  # the guest search's decision, on the same face store
         self.tiers = tiers  # CompareFaces only: a decision about one pair, not a search
-        # One index cache for writes' invalidations and the search: the search's, when it is given.
-        self.index_cache = face_search.indexes if face_search else (index_cache or IndexCache(catalog.indexes))
-        self.face_search = face_search or FaceSearch(self.index_cache, self.dim, crowd_model(engine.pack_name))
         self.region = region or "us-east-1"
         self.face_model_version = engine.pack_name or "picsort"
         self._collections_lock = threading.Lock()
-        # Private, writable copies of recently written indexes (the cache's copies are shared and
-        # read-only); reused while the snapshot pointer still names the version they came from.
-        self._writable: OrderedDict[str, LoadedIndex] = OrderedDict()
-        self._writable_lock = threading.Lock()  # the dict is shared by writers of different events
-        self._recovered: set[str] = set()
 
     @classmethod
     def from_service(cls, service: PicsortService) -> LocalProvider:
-        """The provider sharing the HTTP service's engine, catalog and index cache."""
-        return cls(service.catalog, service.engine, service.tiers, index_cache=service.index_cache,
-                   face_search=service.face_search, region=service.settings.rekognition_region)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LocalProvider:
-        """A standalone provider (CLI, benchmarks): its own engine and stores under settings.data_dir."""
-        engine = FaceEngine.from_settings(settings)
-        tiers = tiers_for(engine.pack_name, settings.search_low_threshold, settings.search_high_threshold)
-        return cls(Catalog(settings), engine, tiers, region=settings.rekognition_region)
+        """The provider sharing the HTTP service's engine, catalog (face store) and search."""
+        return cls(service.catalog, service.engine, service.face_search, service.tiers,
+                   region=service.settings.rekognition_region)
 
     @property
     def dim(self) -> int:
         return int(self.engine.embedder.dim or 128)
 
     # ---- helpers -------------------------------------------------------------------------------
-    def _event_lock(self, event_id: str) -> threading.RLock:
-        # Shared with the host API's ingest jobs through the catalog: one index writer per event.
-        return self.catalog.event_lock(event_id)
-
     def _event_id(self, collection_id: str) -> str:
-        row = self.catalog.meta.get_rek_collection(check_collection_id(collection_id))
+        row = self.catalog.meta.rekognition.collection(check_collection_id(collection_id))
         if row is None:
             raise CollectionNotFoundError(collection_id)
         return row.event_id
@@ -304,45 +282,16 @@ class LocalProvider:
                     image_id=row.image_uuid, external_image_id=row.external_image_id,
                     confidence=float(row.det_score) * 100.0)
 
-    def _writable_index(self, event_id: str) -> EventIndex:
-        """Caller holds the event lock."""
-        current = self.catalog.indexes.current_version(event_id)
-        with self._writable_lock:
-            cached = self._writable.get(event_id)
-        if cached is None or cached.version != current or cached.version is None:
-            cached = self.catalog.indexes.load_versioned(event_id, self.dim)
-        self._keep_writable(event_id, cached)
-        return cached.index
-
-    def _keep_writable(self, event_id: str, loaded: LoadedIndex) -> None:
-        with self._writable_lock:
-            self._writable[event_id] = loaded
-            self._writable.move_to_end(event_id)
-            while len(self._writable) > 8:  # a few recently written events; the rest reload
-                self._writable.popitem(last=False)
-
-    def _forget_writable(self, event_id: str) -> None:
-        with self._writable_lock:
-            self._writable.pop(event_id, None)
-
-    def _publish(self, event_id: str, index: EventIndex, *, keep: int | None = None) -> None:
-        self._keep_writable(event_id, LoadedIndex(self.catalog.indexes.save(event_id, index, keep=keep), index))
-
-    def _recover_once(self, event_id: str) -> None:
-        """Reconcile half-done writes of an earlier crash, once per event and process."""
-        if event_id not in self._recovered:
-            Ingestor(self.catalog, self.engine).recover(event_id)
-            self._recovered.add(event_id)
-
     def _search(self, event_id: str, embedding: np.ndarray, threshold: float, max_faces: int,
                 exclude: int | None = None) -> tuple[FaceMatch, ...]:
         """The guest search's decision (search.decision), down to FaceMatchThreshold on its scale."""
         matches = self.face_search.match(event_id, embedding, min_similarity=threshold,
                                          exclude=() if exclude is None else (exclude,))
         # Vectors without a FaceId (photos added through the host API) are skipped below.
-        rows = {r.face_id: r for r in self.catalog.meta.rek_faces_by_face_id(event_id, matches.face_ids.tolist())}
+        ids = matches.face_ids.tolist()
+        rows = {r.face_id: r for r in self.catalog.meta.rekognition.faces_by_id(event_id, ids)}
         found = [FaceMatch(similarity=float(s), face=self._face(rows[i]))
-                 for s, i in zip(matches.similarity().tolist(), matches.face_ids.tolist()) if i in rows]
+                 for s, i in zip(matches.similarity().tolist(), ids, strict=True) if i in rows]
         return tuple(found[:max_faces])
 
     # ---- collections ---------------------------------------------------------------------------
@@ -350,11 +299,11 @@ class LocalProvider:
         check_collection_id(collection_id)
         meta = self.catalog.meta
         with self._collections_lock:
-            if meta.get_rek_collection(collection_id) is not None:
+            if meta.rekognition.collection(collection_id) is not None:
                 raise AlreadyExistsError(f"The collection id: {collection_id} already exists")
             created = self.catalog.create_event(collection_id[:200])
             try:
-                meta.add_rek_collection(collection_id, created.event.id)
+                meta.rekognition.add_collection(collection_id, created.event.id)
             except PicsortError:
                 # Another process took the id between the check and the insert: drop our event.
                 self.catalog.delete_event(created.event.id)
@@ -364,31 +313,30 @@ class LocalProvider:
 
     def delete_collection(self, collection_id: str) -> None:
         event_id = self._event_id(collection_id)
-        with self._event_lock(event_id):
+        with self.catalog.faces.lock(event_id):
             self.catalog.delete_event(event_id)  # rek_* rows go with the event (ON DELETE CASCADE)
-            self._forget_writable(event_id)
-            self.index_cache.invalidate(event_id)
         logger.info("deleted collection %s (event %s)", collection_id, event_id)
 
-    def list_collections(self, max_results: int | None = None, next_token: str | None = None) -> CollectionPage:
+    def list_collections(self, max_results: int | None = None,
+                         next_token: str | None = None) -> CollectionPage:
         limit = check_int("MaxResults", max_results, 0, PAGE_MAX) if max_results is not None else 0
         limit = limit or DEFAULT_PAGE_SIZE  # 0 is allowed by the API; read as "the default page"
         if next_token is not None and (not isinstance(next_token, str) or len(next_token) > 255):
             raise InvalidPaginationTokenError("Invalid pagination token")
-        rows = self.catalog.meta.list_rek_collections(next_token, limit + 1)
+        rows = self.catalog.meta.rekognition.collections(next_token, limit + 1)
         page = rows[:limit]
         token = page[-1].collection_id if len(rows) > limit else None
         ids = tuple(r.collection_id for r in page)
         return CollectionPage(ids, tuple(self.face_model_version for _ in ids), token)
 
     def describe_collection(self, collection_id: str) -> CollectionDescription:
-        row = self.catalog.meta.get_rek_collection(check_collection_id(collection_id))
+        row = self.catalog.meta.rekognition.collection(check_collection_id(collection_id))
         if row is None:
             raise CollectionNotFoundError(collection_id)
         return CollectionDescription(
             collection_id=collection_id,
             collection_arn=collection_arn(collection_id, self.region),
-            face_count=self.catalog.meta.count_rek_faces(row.event_id),
+            face_count=self.catalog.meta.rekognition.count_faces(row.event_id),
             face_model_version=self.face_model_version,
             creation_timestamp=datetime.fromisoformat(row.created_at),
         )
@@ -414,57 +362,37 @@ class LocalProvider:
                 unindexed.append(UnindexedFace(("EXCEEDS_MAX_FACES",), seen.details[i]))
             else:
                 keep.append(i)
-        records: tuple[FaceRecord, ...] = ()
+        records: tuple[IndexedFace, ...] = ()
         if keep:
             records = self._store(event_id, image_bytes, external_image_id, seen, keep)
         return IndexFacesResult(records, tuple(unindexed), self.face_model_version)
 
     def _store(self, event_id: str, data: bytes, external_image_id: str | None, seen: _Analysed,
-               keep: list[int]) -> tuple[FaceRecord, ...]:
+               keep: list[int]) -> tuple[IndexedFace, ...]:
         meta = self.catalog.meta
         faces = seen.faces
-        det = faces.detections
-        boxes = [(float(det.boxes[i][0]), float(det.boxes[i][1]), float(det.boxes[i][2]), float(det.boxes[i][3]))
-                 for i in keep]
-        scores = [float(det.scores[i]) for i in keep]
-        rows: list[dict[str, Any]] = []
-        for n, i in enumerate(keep):
-            rows.append({
-                "box": list(boxes[n]),
-                "landmarks": det.kps[i].round(2).tolist(),
-                "det_score": scores[n],
-                "quality": {
-                    "face_px": float(det.boxes[i][3] - det.boxes[i][1]),
-                    "sharpness": float(faces.sharpness[i]), "brightness": float(faces.brightness[i]),
-                    "yaw": float(faces.yaw[i]), "pitch": float(faces.pitch[i]), "roll": float(faces.roll[i]),
-                },
-            })
+        every = faces.records()
+        kept = [every[i] for i in keep]
         image_uuid = str(uuid.uuid4())
         face_uuids = [str(uuid.uuid4()) for _ in keep]
         filename = (external_image_id or image_uuid)[:255]
-        with self._event_lock(event_id):
-            self._recover_once(event_id)
-            photo_id = meta.add_rek_image(event_id, secrets.token_hex(8), hashlib.sha256(data).hexdigest(),
-                                          filename, seen.width, seen.height)
-            try:
-                (face_ids,) = meta.add_pending_faces(event_id, [(photo_id, rows)])
-                meta.add_rek_faces(event_id, [(u, f, image_uuid, external_image_id)
-                                              for u, f in zip(face_uuids, face_ids)])
-                index = self._writable_index(event_id)
-                index.add(np.array(face_ids, dtype=np.int64), faces.embeddings[keep].astype(np.float32))
-                self._publish(event_id, index)
-                meta.commit_faces(event_id, [photo_id])
-            except BaseException:
-                # The private index copy may hold vectors no snapshot has: drop it, and let the next
-                # write reconcile the pending rows against the published snapshot.
-                self._forget_writable(event_id)
-                self._recovered.discard(event_id)
-                raise
+        def link(ids: list[list[int]]) -> None:  # FaceIds in the same crash-safe window as the rows
+            meta.rekognition.add_faces(event_id, [RekFaceLink(u, f, image_uuid, external_image_id)
+                                                  for u, f in zip(face_uuids, ids[0], strict=True)])
+
+        store = self.catalog.faces
+        with store.lock(event_id):
+            store.recover_once(event_id)
+            photo_id = meta.photos.add_indexed(event_id, secrets.token_hex(8),
+                                               hashlib.sha256(data).hexdigest(), filename, seen.width,
+                                               seen.height)
+            new = NewFaces(photo_id, tuple(kept), faces.embeddings[keep].astype(np.float32))
+            (face_ids,) = store.add(event_id, [new], link=link)
         records = []
         for n, i in enumerate(keep):
             row = RekFaceRow(face_uuids[n], face_ids[n], image_uuid, external_image_id, photo_id,
-                             boxes[n], scores[n], seen.width, seen.height)
-            records.append(FaceRecord(self._face(row), seen.details[i]))
+                             kept[n].box.as_tuple(), kept[n].score, seen.width, seen.height)
+            records.append(IndexedFace(self._face(row), seen.details[i]))
         return tuple(records)
 
     def list_faces(self, collection_id: str, max_results: int | None = None,
@@ -477,7 +405,7 @@ class LocalProvider:
                 raise InvalidPaginationTokenError("Invalid pagination token")
             after = int(next_token)
         event_id = self._event_id(collection_id)
-        rows = self.catalog.meta.list_rek_faces(event_id, after, limit + 1)
+        rows = self.catalog.meta.rekognition.faces(event_id, after, limit + 1)
         page = rows[:limit]
         token = str(page[-1].face_id) if len(rows) > limit else None
         return FacePage(tuple(self._face(r) for r in page), self.face_model_version, token)
@@ -487,21 +415,11 @@ class LocalProvider:
             raise InvalidRequestError(f"FaceIds must list 1 to {DELETE_MAX_FACES} face ids")
         wanted = list(dict.fromkeys(check_face_id(f) for f in face_ids))
         event_id = self._event_id(collection_id)
-        with self._event_lock(event_id):
-            # Rows first, vectors second: after a crash in between, recovery drops the orphan vectors,
-            # and searches never return a vector without a row.
-            deleted = self.catalog.meta.delete_rek_faces(event_id, wanted)
-            if deleted:
-                try:
-                    index = self._writable_index(event_id)
-                    index.remove(np.array([d.face_id for d in deleted], dtype=np.int64))
-                    self._publish(event_id, index, keep=1)  # no older snapshot keeps the deleted faces
-                except BaseException:
-                    self._forget_writable(event_id)
-                    self._recovered.discard(event_id)
-                    raise
+        # Rows first, vectors second (the face store's order): searches never return a vector without a row.
+        deleted = self.catalog.faces.delete_rekognition_faces(event_id, wanted)
         gone = {d.face_uuid for d in deleted}
-        return DeleteFacesResult(tuple(f for f in wanted if f in gone), tuple(f for f in wanted if f not in gone))
+        return DeleteFacesResult(tuple(f for f in wanted if f in gone),
+                                 tuple(f for f in wanted if f not in gone))
 
     # ---- search --------------------------------------------------------------------------------
     def search_faces(self, collection_id: str, face_id: str, threshold: float = DEFAULT_FACE_MATCH_THRESHOLD,
@@ -510,7 +428,7 @@ class LocalProvider:
         threshold = check_percent("FaceMatchThreshold", threshold)
         max_faces = check_int("MaxFaces", max_faces, 1, SEARCH_MAX_FACES)
         event_id = self._event_id(collection_id)
-        rows = self.catalog.meta.rek_faces_by_uuid(event_id, [face_id])
+        rows = self.catalog.meta.rekognition.faces_by_uuid(event_id, [face_id])
         if not rows:
             raise InvalidRequestError(f"FaceId {face_id} is not in the collection {collection_id}")
         target = rows[0].face_id
@@ -535,7 +453,8 @@ class LocalProvider:
         largest = usable[0]
         matches = self._search(event_id, seen.faces.embeddings[largest], threshold, max_faces)
         detail = seen.details[largest]
-        return SearchFacesByImageResult(detail.bounding_box, detail.confidence, matches, self.face_model_version)
+        return SearchFacesByImageResult(detail.bounding_box, detail.confidence, matches,
+                                        self.face_model_version)
 
     def detect_faces(self, image_bytes: bytes) -> tuple[FaceDetail, ...]:
         seen = self._analyse(image_bytes)
@@ -557,7 +476,7 @@ class LocalProvider:
                 if candidates else np.zeros(0, np.float32))
         matched: list[CompareFacesMatch] = []
         unmatched: list[ComparedFace] = []
-        for i, sim in zip(candidates, sims.tolist()):
+        for i, sim in zip(candidates, sims.tolist(), strict=True):
             face = self._compared(target.details[i])
             if sim >= threshold:
                 matched.append(CompareFacesMatch(float(sim), face))
@@ -570,7 +489,8 @@ class LocalProvider:
 
     @staticmethod
     def _compared(detail: FaceDetail) -> ComparedFace:
-        return ComparedFace(detail.bounding_box, detail.confidence, detail.landmarks, detail.pose, detail.quality)
+        return ComparedFace(detail.bounding_box, detail.confidence, detail.landmarks, detail.pose,
+                            detail.quality)
 
 
 __all__ = ["QUALITY_BARS", "LocalProvider", "QualityBar", "quality_reasons"]

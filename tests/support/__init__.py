@@ -1,13 +1,13 @@
-"""Helpers importable from any test module (tests/ is on pytest's pythonpath)."""
+"""Helpers importable from any test module (tests/ is on pytest's pythonpath) and from the benchmarks,
+which put tests/ on sys.path themselves. Nothing here imports pytest at module level, so a benchmark
+can use the server harness (`support.servers`) without the test runner."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def shared_dir() -> Path:
@@ -15,6 +15,9 @@ def shared_dir() -> Path:
 
 
 def need_shared(*parts: str) -> Path:
+    """A path in the shared data folder; absent, the test skips locally and fails in CI."""
+    import pytest
+
     path = shared_dir().joinpath(*parts)
     if not path.exists():
         message = f"{path} is absent (shared datasets/models live in ../shared; set PICSORT_SHARED_DIR)"
@@ -22,5 +25,3 @@ def need_shared(*parts: str) -> Path:
             pytest.fail("in CI the shared data must be present: " + message)
         pytest.skip(message)
     return path
-
-

@@ -1,5 +1,7 @@
-"""The `picsort` command line. Heavy packages are imported inside each command so that
-`picsort --help` is instant and the core package does not import the model code at import time."""
+"""The `picsort` command line: a composition root (it builds the engine, the catalog and the service
+from the settings groups), so it lives on top, in search/. Heavy packages are imported inside each
+command so that `picsort --help` is instant. Benchmarks are not commands: they run from a source
+checkout (`python benchmarks/bench_provider.py ...`)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,20 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from picsort_local.errors import PicsortError
 from picsort_local.settings import Settings
 
-logger = logging.getLogger("picsort_local.cli")
+if TYPE_CHECKING:
+    from indexer.events import Catalog
+    from models.engine import FaceEngine
+
+logger = logging.getLogger(__name__)
+
+TEXT_PHOTOS = 6  # file names shown per person by `picsort people` (the JSON lists them all)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -87,10 +96,10 @@ def cmd_models_import(args: argparse.Namespace) -> int:
 
 
 # ---- engine -------------------------------------------------------------------------------------
-def _engine(args: argparse.Namespace) -> Any:
+def _engine(args: argparse.Namespace) -> FaceEngine:
     from models.engine import FaceEngine
 
-    return FaceEngine.from_settings(_settings(args))
+    return FaceEngine.from_settings(_settings(args).engine)
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -133,7 +142,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 q = f.quality
                 print(
                     f"  #{i}: box=({b.x1:.0f},{b.y1:.0f},{b.x2:.0f},{b.y2:.0f}) score={f.score:.3f} "
-                    f"size={q.face_px:.0f}px sharpness={q.sharpness:.0f} yaw={q.yaw:.0f} pitch={q.pitch:.0f} roll={q.roll:.0f}"
+                    f"size={q.face_px:.0f}px sharpness={q.sharpness:.0f} yaw={q.yaw:.0f} pitch={q.pitch:.0f} "
+                    f"roll={q.roll:.0f}"
                 )
     if args.json:
         print(json.dumps(report if len(report) != 1 else report[0], indent=2))
@@ -185,10 +195,10 @@ def cmd_eval_lfw(args: argparse.Namespace) -> int:
 
 
 # ---- events ---------------------------------------------------------------------------------------
-def _catalog(args: argparse.Namespace) -> Any:
+def _catalog(args: argparse.Namespace) -> Catalog:
     from indexer.events import Catalog
 
-    return Catalog(_settings(args))
+    return Catalog(_settings(args).storage)
 
 
 def cmd_event_create(args: argparse.Namespace) -> int:
@@ -201,17 +211,17 @@ def cmd_event_create(args: argparse.Namespace) -> int:
 
 def cmd_event_list(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
-    events = catalog.meta.list_events()
+    events = catalog.meta.events.list()
     if args.json:
         print(json.dumps([{"id": e.id, "name": e.name, "created_at": e.created_at,
-                           **catalog.meta.event_counts(e.id)} for e in events], indent=2))
+                           **catalog.meta.events.counts(e.id).as_fields()} for e in events], indent=2))
         return 0
     if not events:
         print("no events")
     for e in events:
-        counts = catalog.meta.event_counts(e.id)
-        print(f"{e.id}  {e.created_at}  {e.name!r}  photos={counts.get('photos_indexed', 0)} "
-              f"failed={counts.get('photos_failed', 0)} faces={counts['faces']} persons={counts['persons']}")
+        counts = catalog.meta.events.counts(e.id)
+        print(f"{e.id}  {e.created_at}  {e.name!r}  photos={counts.photos.get('indexed', 0)} "
+              f"failed={counts.photos.get('failed', 0)} faces={counts.faces} persons={counts.persons}")
     return 0
 
 
@@ -229,10 +239,13 @@ def cmd_event_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from indexer.events import Catalog
     from indexer.ingest import Ingestor, find_images
     from models.engine import FaceEngine
+    from models.runtime import plan_parallelism
 
-    catalog = _catalog(args)
+    settings = _settings(args)
+    catalog = Catalog(settings.storage)
     event = catalog.resolve_event(args.event)
     paths, skipped = find_images([Path(p) for p in args.paths])
     missing = [p for p in paths if not p.exists()]
@@ -240,14 +253,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         raise PicsortError(f"no such file: {missing[0]}")
     if skipped:
         print(f"skipping {len(skipped)} non-image file(s), e.g. {skipped[0]}", file=sys.stderr)
-    from models.runtime import plan_parallelism
-
-    settings = catalog.settings
-    if args.workers:
-        settings = settings.model_copy(update={"ingest_workers": args.workers})
-    workers, threads = plan_parallelism(settings)
-    engine = FaceEngine.from_settings(settings.model_copy(update={"threads": threads}))
-    ingestor = Ingestor(catalog, engine, workers=workers, checkpoint_photos=settings.ingest_checkpoint_photos)
+    ingest = replace(settings.ingest, workers=args.workers) if args.workers else settings.ingest
+    workers, threads = plan_parallelism(settings.engine, ingest)
+    engine = FaceEngine.from_settings(replace(settings.engine, threads=threads))
+    ingestor = Ingestor(catalog, engine, ingest, workers=workers)
     with _progress(len(paths), f"indexing into {event.name}") as bar:
         report = ingestor.ingest_paths(event.id, paths, progress=bar.update)
     print(f"{report.added} new photo(s), {report.duplicates} already present, {report.indexed} indexed, "
@@ -259,19 +268,35 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_people(args: argparse.Namespace) -> int:
+    """Each person of the event with the set of photos they are in; the largest first, `--limit` of them
+    (in the text and in the JSON, which says how many were left out)."""
     catalog = _catalog(args)
     event = catalog.resolve_event(args.event)
-    persons = catalog.meta.list_persons(event.id)
+    persons = catalog.meta.persons.list(event.id)
+    shown = persons[: max(args.limit, 0)]
+    photos: dict[int, list[dict[str, str]]] = {p.id: [] for p in shown}
+    for row in catalog.meta.persons.photos(event.id, [p.id for p in shown]):
+        photos[row.person_id].append({"photo_id": row.photo_id, "filename": row.filename})
+    left_out = len(persons) - len(shown)
     if args.json:
-        print(json.dumps(persons, indent=2))
+        print(json.dumps({
+            "event": {"id": event.id, "name": event.name},
+            "total": len(persons), "left_out": left_out,
+            "persons": [{"id": p.id, "face_count": p.face_count, "photo_count": p.photo_count,
+                         "representative_face_id": p.representative_face_id, "rep_photo": p.rep_photo,
+                         "photos": photos[p.id]} for p in shown],
+        }, indent=2))
         return 0
-    multi = [p for p in persons if p["photo_count"] > 1]
+    multi = [p for p in persons if p.photo_count > 1]
     print(f"{event.name}: {len(persons)} person(s), {len(multi)} seen in more than one photo")
-    for p in persons[: args.limit]:
-        print(f"  person {p['id']}: {p['face_count']} face(s) in {p['photo_count']} photo(s); "
-              f"representative face {p['representative_face_id']} in photo {p['rep_photo']}")
-    if len(persons) > args.limit:
-        print(f"  ... {len(persons) - args.limit} more (--limit)")
+    for p in shown:
+        names = [ph["filename"] for ph in photos[p.id]]
+        more = f" ... +{len(names) - TEXT_PHOTOS}" if len(names) > TEXT_PHOTOS else ""
+        print(f"  person {p.id}: {p.face_count} face(s) in {p.photo_count} photo(s); "
+              f"representative face {p.representative_face_id} in photo {p.rep_photo}")
+        print(f"    photos: {', '.join(names[:TEXT_PHOTOS])}{more}")
+    if left_out:
+        print(f"  ... {left_out} more (--limit)")
     return 0
 
 
@@ -282,7 +307,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import SecretStr
 
-    from search.app import create_app
+    from search.http.app import create_app
 
     settings = _settings(args)
     if not settings.admin_key.get_secret_value():
@@ -293,22 +318,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- benchmarks -----------------------------------------------------------------------------------
-def cmd_bench_provider(args: argparse.Namespace) -> int:
-    # The benchmarks live in the source checkout, not in the installed package.
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "benchmarks" / "bench_provider.py").is_file():
-        raise PicsortError("`picsort bench` needs a source checkout (benchmarks/bench_provider.py)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from benchmarks.bench_provider import main as bench_provider_main
-
-    return bench_provider_main(args.bench_args, prog="picsort bench provider")
-
-
 # ---- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="picsort", description="Picsort Local: self-hosted event face search")
+    parser = argparse.ArgumentParser(prog="picsort",
+                                     description="Picsort Local: self-hosted event face search")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -340,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_engine(compare)
     compare.set_defaults(func=cmd_compare)
 
-    evaluate = sub.add_parser("eval", help="accuracy benchmarks").add_subparsers(dest="eval_command", required=True)
+    evaluate = sub.add_parser("eval", help="accuracy benchmarks").add_subparsers(dest="eval_command",
+                                                                                 required=True)
     lfw = evaluate.add_parser("lfw", help="LFW 10-fold verification from raw images")
     lfw.add_argument("--data", required=True, help="LFW folder with pairs.txt and images/")
     lfw.add_argument("--flip", action="store_true", help="also report flip test-time augmentation")
@@ -389,13 +403,6 @@ def build_parser() -> argparse.ArgumentParser:
     with_engine(serve)
     with_data(serve)
     serve.set_defaults(func=cmd_serve)
-
-    bench = sub.add_parser("bench", help="benchmarks (source checkout)").add_subparsers(dest="bench_command", required=True)
-    # Every option goes through to the benchmark's own parser ('+' prefix: '--x' is not parsed here).
-    bench_provider = bench.add_parser("provider", prefix_chars="+", add_help=False,
-                                      help="SearchFacesByImage precision/recall/latency: --provider local|rekognition")
-    bench_provider.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench_provider.set_defaults(func=cmd_bench_provider)
 
     return parser
 

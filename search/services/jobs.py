@@ -1,0 +1,148 @@
+"""Ingest jobs: photos accepted by the host API are stored before the answer, then analysed in the
+background, one job at a time (they share the cores with searches). A job's progress, outcome and
+errors live in its database row only (`ingest_jobs`), so they survive a restart."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from indexer.events import Catalog
+from indexer.ingest import Ingestor, IngestReport
+from models.engine import FaceEngine
+from picsort_local.settings import IngestSettings
+from search.metrics import Metrics
+from storage.keys import LEGACY_SELFIES_PREFIX
+from storage.metadata import JobRow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobState:
+    """An ingest job as the host sees it (status 'interrupted': queued or running in a process that
+    stopped before finishing it)."""
+
+    id: str
+    event_id: str
+    total: int
+    done: int = 0
+    failed: int = 0
+    status: str = "queued"
+    errors: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_row(cls, row: JobRow, *, interrupted: bool = False) -> JobState:
+        status = "interrupted" if interrupted and row.status in ("queued", "running") else row.status
+        return cls(row.id, row.event_id, row.total, row.done, row.failed, status, row.errors)
+
+
+class IngestJobs:
+    def __init__(self, catalog: Catalog, engine: FaceEngine, metrics: Metrics, ingest: IngestSettings, *,
+                 workers: int, max_upload_bytes: int) -> None:
+        self.catalog = catalog
+        self.engine = engine
+        self.metrics = metrics
+        self._workers = workers
+        self._ingest = ingest
+        self._max_upload_bytes = max_upload_bytes
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
+        # Jobs live in the database; this is only which of them this process started (a queued or
+        # running job that is not one of them was left so by a process that stopped).
+        self._own_jobs: set[str] = set()
+        metrics.count("photos_ingested", 0)
+        metrics.count("photos_failed", 0)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+    def _ingestor(self) -> Ingestor:
+        return Ingestor(self.catalog, self.engine, self._ingest, workers=self._workers)
+
+    def submit_photos(self, event_id: str,
+                      files: list[tuple[str, bytes]]) -> tuple[JobState, list[dict[str, Any]]]:
+        """Check each file, store the accepted originals (durably, before answering), then analyse
+        them in the background. A photo acknowledged as accepted survives a crash: the next start
+        resumes every pending photo."""
+        self.catalog.meta.events.get(event_id)
+        results: list[dict[str, Any]] = []
+        accepted: list[tuple[str, Callable[[], bytes]]] = []
+        slots: list[int] = []
+        for name, data in files:
+            if len(data) == 0:
+                results.append({"filename": name, "status": "rejected", "error": "empty file"})
+            elif len(data) > self._max_upload_bytes:
+                results.append({"filename": name, "status": "rejected",
+                                "error": f"file is larger than {self._max_upload_bytes} bytes"})
+            else:
+                slots.append(len(results))
+                results.append({})
+                accepted.append((name, _constant(data)))
+        report = IngestReport()
+        registered = self._ingestor().register(event_id, accepted, report)
+        for slot, outcome in zip(slots, registered, strict=True):
+            results[slot] = outcome
+        new = sum(1 for r in registered if r["status"] == "accepted")
+        job = self._start_job(event_id, new)
+        return job, results
+
+    def _start_job(self, event_id: str, total: int) -> JobState:
+        job_id = secrets.token_hex(8)
+        if not total:
+            return JobState.from_row(self.catalog.meta.jobs.create(job_id, event_id, 0, status="done"))
+        self._own_jobs.add(job_id)
+        row = self.catalog.meta.jobs.create(job_id, event_id, total, status="queued")
+        self._pool.submit(self._run_job, job_id, event_id)
+        return JobState.from_row(row)
+
+    def resume_pending(self) -> list[JobState]:
+        """At start-up: analyse photos acknowledged before a crash or restart."""
+        # Selfies saved before they were scoped to an event (schema 4) lived here; their rows are gone.
+        self.catalog.blobs.delete_prefix(LEGACY_SELFIES_PREFIX)
+        jobs = []
+        photos = self.catalog.meta.photos
+        for event in self.catalog.meta.events.list():
+            pending = photos.list(event.id, "pending") + photos.list(event.id, "processing")
+            if pending:
+                logger.info("resuming %d pending photo(s) of event %s", len(pending), event.id)
+                jobs.append(self._start_job(event.id, len(pending)))
+        return jobs
+
+    def _run_job(self, job_id: str, event_id: str) -> None:
+        """Progress and outcome go to the job's row as they happen (the host polls it)."""
+        jobs = self.catalog.meta.jobs
+        done = 0
+        try:
+            jobs.update(job_id, done=0, failed=0, status="running")
+
+            def progress(n: int) -> None:
+                nonlocal done
+                done += n
+                jobs.update(job_id, done=done, failed=0, status="running")
+
+            report = self._ingestor().process_pending(event_id, progress=progress)
+            jobs.update(job_id, done=done, failed=report.failed, status="done", errors=report.errors)
+            self.metrics.count("photos_ingested", report.indexed)
+            self.metrics.count("photos_failed", report.failed)
+        except Exception as exc:  # a job failure must be visible, not kill the worker thread
+            logger.exception("ingest job %s failed", job_id)
+            jobs.update(job_id, done=done, failed=0, status="error", errors=[("*", str(exc))])
+        finally:
+            self._own_jobs.discard(job_id)  # after its last write: it is never seen running and not ours
+
+    def job_status(self, job_id: str) -> JobState:
+        """NotFoundError for an unknown job (or one whose event was deleted)."""
+        row = self.catalog.meta.jobs.get(job_id)
+        return JobState.from_row(row, interrupted=job_id not in self._own_jobs)
+
+    def pending_photos(self) -> int:
+        """Photos accepted and not analysed yet by the jobs this process runs."""
+        return sum(j.total - j.done for j in self.catalog.meta.jobs.active() if j.id in self._own_jobs)
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    return lambda: data

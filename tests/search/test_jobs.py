@@ -1,0 +1,71 @@
+"""Ingest jobs live in the database only: their status and errors outlive the process that ran them,
+and a job left queued or running by a process that stopped reads as 'interrupted'."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.engine import FaceEngine
+from picsort_local.errors import NotFoundError
+from picsort_local.settings import Settings
+from search.service import JobState, PicsortService
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def service(settings: Settings, engine: FaceEngine) -> Iterator[PicsortService]:
+    service = PicsortService(settings, engine=engine)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def wait_done(service: PicsortService, job_id: str, timeout: float = 60.0) -> JobState:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.jobs.job_status(job_id)
+        if job.status not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} still {service.jobs.job_status(job_id).status}")
+
+
+def test_job_outcome_and_errors_survive_a_restart(settings: Settings, service: PicsortService,
+                                                  engine: FaceEngine) -> None:
+    event = service.host.create_event("Jobs", None).event
+    job, results = service.jobs.submit_photos(event.id, [("broken.jpg", b"not an image at all")])
+    assert [r["status"] for r in results] == ["accepted"]
+    done = wait_done(service, job.id)
+    assert (done.status, done.total, done.done, done.failed) == ("done", 1, 1, 1)
+    assert len(done.errors) == 1 and done.errors[0][1].startswith("not_an_image")
+    assert service.jobs.pending_photos() == 0
+    service.close()
+
+    again = PicsortService(settings, engine=engine)
+    try:
+        assert again.jobs.job_status(job.id) == done  # read back from the database, errors included
+        idle, _ = again.jobs.submit_photos(event.id, [])
+        assert again.jobs.job_status(idle.id).status == "done" and idle.total == 0
+        again.host.delete_event(event.id)  # the event's jobs go with it
+        with pytest.raises(NotFoundError):
+            again.jobs.job_status(job.id)
+    finally:
+        again.close()
+
+
+def test_a_job_another_process_left_running_reads_interrupted(service: PicsortService) -> None:
+    event = service.host.create_event("Crashed", None).event
+    service.catalog.meta.jobs.create("left-running", event.id, 5)  # as a process that then stopped
+    service.catalog.meta.jobs.update("left-running", done=2, failed=0, status="running")
+    job = service.jobs.job_status("left-running")
+    assert (job.status, job.total, job.done) == ("interrupted", 5, 2)
+    assert service.jobs.pending_photos() == 0  # not this process's work
