@@ -159,11 +159,11 @@ def run_decision(event: Event, index: EventIndex, query: np.ndarray, decision: s
         scores, ids = index.search(query[None], min(len(index), 2048))
         keep = (ids[0] >= 0) & (scores[0] >= OLD_TIERS[0])
         ids, scores = ids[0][keep], scores[0][keep]
-        high = {int(event.photo[i]) for i, s in zip(ids, scores) if s >= OLD_TIERS[1]}
+        high = {int(event.photo[i]) for i, s in zip(ids, scores, strict=True) if s >= OLD_TIERS[1]}
         maybe = _unique([int(event.photo[i]) for i in ids if int(event.photo[i]) not in high])
         old_scale = Tiers(low=OLD_TIERS[0], high=OLD_TIERS[1]).similarity(scores)
         shown: dict[int, float] = {}
-        for i, s in zip(ids.tolist(), old_scale.tolist()):
+        for i, s in zip(ids.tolist(), old_scale.tolist(), strict=True):
             if int(event.photo[i]) in high:
                 shown.setdefault(int(event.photo[i]), float(s))
         return Outcome(high, maybe, shown)
@@ -173,7 +173,7 @@ def run_decision(event: Event, index: EventIndex, query: np.ndarray, decision: s
     is_high = m.high()
     high_rows = m.face_ids[is_high]
     best: dict[int, float] = {}
-    for i, sim in zip(high_rows.tolist(), sims[is_high].tolist()):
+    for i, sim in zip(high_rows.tolist(), sims[is_high].tolist(), strict=True):
         best.setdefault(int(event.photo[i]), float(sim))
     if decision == "person-level: whole groups of high faces" and clusters is not None and high_rows.size:
         groups = np.unique(clusters[high_rows])
@@ -302,7 +302,8 @@ def sweep_policy(lfw: DatasetFaces, main_rows: np.ndarray, wider: DatasetFaces, 
     specs: list[tuple[str, DatasetFaces | None, int | None, int]] = [("lfw-1k", None, 1_000, s) for s in (1, 2, 3)]
     specs += [("lfw-5k", None, 5_000, s) for s in (1, 2)]
     specs.append(("lfw-all+wider", wider, None, 1))
-    events = [build_event(n, lfw, main_rows, w, "tune", size, np.random.default_rng(seed)) for n, w, size, seed in specs]
+    events = [build_event(n, lfw, main_rows, w, "tune", size, np.random.default_rng(seed))
+              for n, w, size, seed in specs]
     rows = []
     for name, policy in SWEEP.items():
         runs = [evaluate(e, [SHIPPED], crowd, policy)["decisions"][SHIPPED]["high"] for e in events]

@@ -46,7 +46,7 @@ for _path in (REPO / "tests", REPO):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from support.servers import ServerProcess  # noqa: E402
+from support.servers import ServerProcess
 
 SHED_STATUSES = (429, 503)
 REQUEST_TIMEOUT_S = 120.0
@@ -196,7 +196,8 @@ def prepare_workload(cfg: LoadConfig) -> Workload:
     rng.shuffle(pool)
     ingest = [(p.name, p.read_bytes()) for p in pool[:cfg.photos]]
     if cfg.wider is not None and cfg.wider_fraction > 0:
-        crowd = sorted((cfg.wider / "images").rglob("*.jpg") if (cfg.wider / "images").is_dir() else cfg.wider.rglob("*.jpg"))
+        wider_images = cfg.wider / "images" if (cfg.wider / "images").is_dir() else cfg.wider
+        crowd = sorted(wider_images.rglob("*.jpg"))
         rng.shuffle(crowd)
         every = max(1, round(1 / cfg.wider_fraction))
         for n, i in enumerate(range(0, len(ingest), every)):
@@ -331,7 +332,7 @@ class Site:
             sample, results = self.upload([(n, d) for n, d, _ in chunk], 0.0)
             if sample.error:
                 raise RuntimeError(f"gallery upload failed: {sample.error}")
-            for (_, _, person), res in zip(chunk, results):
+            for (_, _, person), res in zip(chunk, results, strict=True):
                 if res.get("photo_id"):
                     self.photos_of.setdefault(person, set()).add(res["photo_id"])
         done = self.wait_jobs(timeout)
@@ -461,7 +462,8 @@ def machine_info() -> dict[str, Any]:
 
 
 # ---- phases ---------------------------------------------------------------------------------------
-def phase_scaling(site: Site, work: Workload, guests: list[Guest], seconds: float, seed: int, t0: float) -> dict[str, Any]:
+def phase_scaling(site: Site, work: Workload, guests: list[Guest], seconds: float, seed: int,
+                  t0: float) -> dict[str, Any]:
     """1 client, then 2 clients, without ingest: if the service serialised searches, 2 clients would not
     answer more searches per second than one."""
     out: dict[str, Any] = {}
@@ -748,7 +750,8 @@ def plot_latency(result: dict[str, Any], path: Path) -> None:
     ax2 = ax.twinx()
     prog = [(t - start, c.get("analysed", 0), c.get("committed", 0)) for t, c in a["timeline"]["progress"]]
     ax2.plot([t for t, _, _ in prog], [v for _, v, _ in prog], "-", color="#e80", label="photos analysed (ingest)")
-    ax2.plot([t for t, _, _ in prog], [v for _, _, v in prog], ":", color="#a50", label="photos committed (in the index)")
+    ax2.plot([t for t, _, _ in prog], [v for _, _, v in prog], ":", color="#a50",
+             label="photos committed (in the index)")
     ax2.set_ylabel("ingest photos")
     ax.set_xlim(left=0, right=max(end - start, max((t for t, _, _ in prog), default=0)))
     ax.axvline(end - start, color="#999", lw=0.8)
@@ -789,9 +792,10 @@ def markdown(result: dict[str, Any]) -> list[str]:
          f"Load average (1 min) at start {la['start'][0]:.2f}, phase A start {la['phase_a_start'][0]:.2f}, "
          f"phase B start {la['phase_b_start'][0]:.2f}, end {la['end'][0]:.2f} "
          "(it includes the benchmark's own client threads)."), "",
-        (f"**Phase A**: {a['clients']} clients searching for {a['window_s']:.1f} s while {ing['photos_uploaded']} photos "
-         f"are uploaded ({uploads} requests of {cfg['upload_batch']}) and ingested into the same event; every "
-         f"{cfg['downloads_every']}th search is followed by a granted original's signed URL and its download."), "",
+        (f"**Phase A**: {a['clients']} clients searching for {a['window_s']:.1f} s while "
+         f"{ing['photos_uploaded']} photos are uploaded ({uploads} requests of {cfg['upload_batch']}) and ingested "
+         f"into the same event; every {cfg['downloads_every']}th search is followed by a granted original's signed "
+         "URL and its download."), "",
         ("| requests in window | errors (all requests of the phase) | shed (429/503) | searches | searches/s | "
          "p50 ms | p95 ms | p99 ms | ingest in window |"),
         "|---|---|---|---|---|---|---|---|---|",
@@ -812,9 +816,10 @@ def markdown(result: dict[str, Any]) -> list[str]:
     if "scaling" in result:
         sc = result["scaling"]
         out += [(f"Without ingest: 1 client {sc['clients_1']['throughput_searches_per_s']:.2f} searches/s, 2 clients "
-                 f"{sc['clients_2']['throughput_searches_per_s']:.2f} (x{sc['throughput_ratio_2_vs_1']:.2f}; load average "
-                 f"{sc['clients_2']['load_avg_at_end'][0]:.2f})."), ""]
-    out += ["![load RSS](benchmarks/results/load_rss.png)", "", "![load latency](benchmarks/results/load_latency.png)", ""]
+                 f"{sc['clients_2']['throughput_searches_per_s']:.2f} (x{sc['throughput_ratio_2_vs_1']:.2f}; "
+                 f"load average {sc['clients_2']['load_avg_at_end'][0]:.2f})."), ""]
+    out += ["![load RSS](benchmarks/results/load_rss.png)", "",
+            "![load latency](benchmarks/results/load_latency.png)", ""]
     return out
 
 

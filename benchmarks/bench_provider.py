@@ -43,8 +43,8 @@ for _path in (REPO / "tests", REPO):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from picsort_local.errors import InvalidRequestError, PicsortError  # noqa: E402
-from search.rekognition.protocol import FaceProvider  # noqa: E402
+from picsort_local.errors import InvalidRequestError, PicsortError
+from search.rekognition.protocol import FaceProvider
 
 logger = logging.getLogger("bench_provider")
 

@@ -64,9 +64,10 @@ def main() -> None:
                 exact_ids = found_arr
                 entry["recall_at_k"] = 1.0
             elif exact_ids is not None:
-                hits = [len(set(a.tolist()) & set(b.tolist())) / args.k for a, b in zip(found_arr, exact_ids)]
+                pairs = list(zip(found_arr, exact_ids, strict=True))  # one row per query in both
+                hits = [len(set(a.tolist()) & set(b.tolist())) / args.k for a, b in pairs]
                 entry["recall_at_k"] = float(np.mean(hits))
-                hits10 = [len(set(a[:10].tolist()) & set(b[:10].tolist())) / 10 for a, b in zip(found_arr, exact_ids)]
+                hits10 = [len(set(a[:10].tolist()) & set(b[:10].tolist())) / 10 for a, b in pairs]
                 entry["recall_at_10"] = float(np.mean(hits10))
             runs.append(entry)
             print(json.dumps(entry))
@@ -85,7 +86,7 @@ def main() -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("faces in the event")
-    ax.set_ylabel("p50 search ms (k=%d)" % args.k)
+    ax.set_ylabel(f"p50 search ms (k={args.k:d})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.plot, dpi=90)

@@ -29,13 +29,13 @@ for _path in (REPO / "tests", REPO):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from support.servers import LiveServer, create_app  # noqa: E402
+from support.servers import LiveServer, create_app
 
-from indexer.faces import NewFaces  # noqa: E402
-from models.engine import FaceEngine  # noqa: E402
-from picsort_local.settings import Settings  # noqa: E402
-from picsort_local.types import FaceQuality, FaceRecord, PixelBox  # noqa: E402
-from search.service import PicsortService  # noqa: E402
+from indexer.faces import NewFaces
+from models.engine import FaceEngine
+from picsort_local.settings import Settings
+from picsort_local.types import FaceQuality, FaceRecord, PixelBox
+from search.service import PicsortService
 
 KEY = "bench-admin-key-0123456789"
 

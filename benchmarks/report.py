@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: the repo root, for `benchmarks.bench_load`
+    sys.path.insert(0, str(REPO))
 
 R = Path("benchmarks/results")
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -243,7 +248,7 @@ def render() -> str:
     out += _providers()
     ld = load("load.json")
     if ld:
-        from bench_load import markdown as load_markdown  # benchmarks/ is sys.path[0] when run as a script
+        from benchmarks.bench_load import markdown as load_markdown
 
         out += load_markdown(ld)
     return "\n".join(out)

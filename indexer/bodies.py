@@ -30,7 +30,9 @@ def detect_people(image: np.ndarray, min_weight: float = 0.5) -> np.ndarray:
     """Person boxes (N,4) x1,y1,x2,y2 in `image` pixels."""
     h, w = image.shape[:2]
     scale = min(1.0, DETECT_LONG_SIDE / max(h, w))
-    small = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA) if scale < 1 else image
+    small = image
+    if scale < 1:
+        small = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
     if small.shape[0] < 128 or small.shape[1] < 64:
         return np.zeros((0, 4), np.float32)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
@@ -66,4 +68,4 @@ def faceless_people(image: np.ndarray, face_boxes: np.ndarray) -> list[tuple[np.
     torso = np.stack([people[:, 0] + 0.25 * pw, people[:, 1] + 0.25 * ph, people[:, 2] - 0.25 * pw,
                       people[:, 1] + 0.55 * ph], axis=1)
     outfits = outfit_colours(image, torso[~has_face], from_faces=False)
-    return [(box, outfit) for box, outfit in zip(people[~has_face], outfits) if outfit is not None]
+    return [(box, outfit) for box, outfit in zip(people[~has_face], outfits, strict=True) if outfit is not None]

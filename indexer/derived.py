@@ -28,7 +28,8 @@ def watermark(image: np.ndarray, text: str) -> np.ndarray:
     step_x, step_y = tw + int(80 * font_scale), th * 6
     for row, y in enumerate(range(th * 2, h, step_y)):
         for x in range(-(row % 2) * step_x // 2, w, step_x):
-            cv2.putText(overlay, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness, cv2.LINE_AA)
+            cv2.putText(overlay, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thickness,
+                        cv2.LINE_AA)
     return cv2.addWeighted(overlay, 0.35, image, 0.65, 0)
 
 

@@ -43,7 +43,7 @@ class Catalog:
         self.storage = storage
         self.blobs = blobs or make_blob_store(storage)
         self.meta = meta or Metadata(storage.metadata_path)
-        self.faces = FaceStore(self.meta, self.blobs)
+        self.faces = FaceStore(self.meta, self.blobs, kind=storage.index_kind)
 
     def create_event(self, name: str, *, watermark: str | None = None) -> CreatedEvent:
         name = name.strip()

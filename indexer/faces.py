@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from indexer.vector_index import EventIndex, IndexKind, IndexStore, LoadedIndex
+from picsort_local.errors import NotFoundError
 from picsort_local.types import FaceRecord
 from storage.blobs import BlobStore
 from storage.metadata import Metadata, RekFaceRow
@@ -46,6 +47,11 @@ class NewFaces:
     records: tuple[FaceRecord, ...]
     vectors: np.ndarray = field(compare=False, repr=False)  # (n, dim) float32, L2-normalised
 
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.records):
+            raise ValueError(f"photo {self.photo_id}: {len(self.records)} faces but vectors of shape "
+                             f"{self.vectors.shape}")
+
 
 @dataclass(frozen=True)
 class Recovery:
@@ -61,12 +67,14 @@ class Recovery:
 class EventLocks:
     """The one lock registry keyed by event. Writers of an event are serialised (re-entrant, so a
     writer may call another writing method); loaders of the shared index have their own lock, so a
-    long ingest never blocks a search."""
+    long ingest never blocks a search; publishing a snapshot and deleting the event's snapshots
+    exclude each other (short), so a deleted event gets no snapshot from a write already in flight."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._writers: dict[str, threading.RLock] = {}
         self._loaders: dict[str, threading.Lock] = {}
+        self._publishers: dict[str, threading.Lock] = {}
 
     def writer(self, event_id: str) -> threading.RLock:
         with self._guard:
@@ -75,6 +83,16 @@ class EventLocks:
     def loader(self, event_id: str) -> threading.Lock:
         with self._guard:
             return self._loaders.setdefault(event_id, threading.Lock())
+
+    def publisher(self, event_id: str) -> threading.Lock:
+        with self._guard:
+            return self._publishers.setdefault(event_id, threading.Lock())
+
+    def forget(self, event_id: str) -> None:
+        """A deleted event's locks (its id is random and never comes back; a holder keeps its lock)."""
+        with self._guard:
+            for registry in (self._writers, self._loaders, self._publishers):
+                registry.pop(event_id, None)
 
 
 class FaceStore:
@@ -94,6 +112,7 @@ class FaceStore:
         self._read_max = read_cache
         self._write: OrderedDict[str, LoadedIndex] = OrderedDict()
         self._recovered: set[str] = set()
+        self._dropped: set[str] = set()  # deleted events: nothing of theirs is published or cached again
 
     # ---- locking -------------------------------------------------------------------------------
     @contextmanager
@@ -116,23 +135,26 @@ class FaceStore:
             # The version recorded is the one actually loaded, which may be newer than `version`.
             loaded = self._snapshots.load_versioned(event_id, dim, kind=self._kind, use_gpu=self._use_gpu)
             with self._cache_guard:
+                if event_id in self._dropped:  # deleted while loading: do not keep its vectors in memory
+                    return loaded.index
                 self._read[event_id] = loaded
                 self._read.move_to_end(event_id)
                 while len(self._read) > self._read_max:
                     self._read.popitem(last=False)
             return loaded.index
 
-    def nearest(self, event_id: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, face ids) per query row, best first; empty slots have id -1."""
-        return self.index(event_id, int(queries.shape[1])).search(queries, k)
-
     def vector(self, event_id: str, face_id: int, dim: int) -> np.ndarray | None:
         """The stored vector of one face (reconstructed from the index), or None."""
         return self.index(event_id, dim).vector(face_id)
 
     def all_vectors(self, event_id: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """(face ids, vectors) of every indexed face (for re-clustering)."""
-        return self.index(event_id, dim).all_vectors()
+        """(face ids, vectors) of every indexed face, for re-clustering after a write: read from the
+        writer's private copy (already in memory after an ingest), under the writer lock."""
+        with self.lock(event_id):
+            index = self._existing(event_id)
+            if index is None:
+                return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+            return index.all_vectors()
 
     def version(self, event_id: str) -> int | None:
         """The published snapshot version (None: the event has no index)."""
@@ -145,6 +167,7 @@ class FaceStore:
         per photo. `link` runs with those ids before anything is published (e.g. to give them
         Rekognition FaceIds in the same crash-safe window)."""
         with self.lock(event_id):
+            self.recover_once(event_id)  # a failed earlier write must not leave its debris in this one
             ids = self._meta.faces.insert_pending(event_id, [(b.photo_id, b.records) for b in batch])
             with self._writing(event_id):
                 if link is not None:
@@ -161,6 +184,7 @@ class FaceStore:
     def delete_photo(self, event_id: str, photo_id: str) -> list[int]:
         """A photo's rows (faces, bodies, grants, hidden marks) then its vectors; returns the face ids."""
         with self.lock(event_id):
+            self.recover_once(event_id)
             face_ids = self._meta.photos.delete(event_id, photo_id)
             self._remove_vectors(event_id, face_ids)
         return face_ids
@@ -168,16 +192,22 @@ class FaceStore:
     def delete_rekognition_faces(self, event_id: str, face_uuids: Sequence[str]) -> list[RekFaceRow]:
         """Faces by Rekognition FaceId (and image-less photos left without faces), then their vectors."""
         with self.lock(event_id):
+            self.recover_once(event_id)
             deleted = self._meta.rekognition.delete_faces(event_id, face_uuids)
             self._remove_vectors(event_id, [d.face_id for d in deleted])
         return deleted
 
     def drop(self, event_id: str) -> None:
         """Forget the event's index: snapshots, pointer and cached copies (its rows go with the event).
-        It does not wait for the writer lock: deleting an event must not wait for its ingest to end
-        (whose next write then fails on the missing event)."""
-        self._snapshots.delete(event_id)
+        It does not wait for the writer lock (deleting an event must not wait for its ingest to end),
+        only for a snapshot being published; from then on a write in flight fails at its publish
+        (NotFoundError) instead of writing a snapshot of a deleted event."""
+        with self._cache_guard:
+            self._dropped.add(event_id)
+        with self._locks.publisher(event_id):
+            self._snapshots.delete(event_id)
         self._forget(event_id)
+        self._locks.forget(event_id)
 
     def _remove_vectors(self, event_id: str, face_ids: Sequence[int]) -> None:
         if not face_ids:
@@ -263,10 +293,16 @@ class FaceStore:
         return cached.index
 
     def _publish(self, event_id: str, index: EventIndex, *, keep: int | None = None) -> None:
-        self._keep(event_id, LoadedIndex(self._snapshots.save(event_id, index, keep=keep), index))
+        with self._locks.publisher(event_id):
+            if event_id in self._dropped:
+                raise NotFoundError(f"event {event_id!r} was deleted")
+            version = self._snapshots.save(event_id, index, keep=keep)
+        self._keep(event_id, LoadedIndex(version, index))
 
     def _keep(self, event_id: str, loaded: LoadedIndex) -> None:
         with self._cache_guard:
+            if event_id in self._dropped:
+                return
             self._write[event_id] = loaded
             self._write.move_to_end(event_id)
             while len(self._write) > WRITE_CACHE_EVENTS:

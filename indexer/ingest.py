@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -69,6 +69,16 @@ class IngestReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Registered:
+    """What became of one file handed to `register` (one per file, in order)."""
+
+    filename: str
+    status: Literal["accepted", "duplicate", "rejected"]
+    photo_id: str | None = None
+    error: str | None = None
+
+
 class Ingestor:
     """Runs an event's photos through the engine into the face store. `ingest` is the only settings
     group it reads (checkpoint size, faceless bodies); `workers` comes from the composition root, which
@@ -112,18 +122,18 @@ class Ingestor:
         return report
 
     def register(self, event_id: str, items: list[tuple[str, Callable[[], bytes]]], report: IngestReport,
-                 progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+                 progress: Callable[[int], None] | None = None) -> list[Registered]:
         """Step 1, cheap and sequential: store each original and its 'pending' row. Once this returns,
         the photos survive a crash (the next run picks up pending photos). One result per item."""
         meta, blobs = self.catalog.meta, self.catalog.blobs
-        results: list[dict[str, Any]] = []
+        results: list[Registered] = []
         for filename, read in items:
             try:
                 data = read()
             except OSError as exc:
                 report.failed += 1
                 report.errors.append((filename, f"cannot read: {exc}"))
-                results.append({"filename": filename, "status": "rejected", "error": f"cannot read: {exc}"})
+                results.append(Registered(filename, "rejected", error=f"cannot read: {exc}"))
                 if progress:
                     progress(1)
                 continue
@@ -131,12 +141,12 @@ class Ingestor:
             existing = meta.photos.by_sha(event_id, digest)
             if existing is not None and existing.status in ("indexed", "failed"):
                 report.duplicates += 1
-                results.append({"filename": filename, "status": "duplicate", "photo_id": existing.id})
+                results.append(Registered(filename, "duplicate", existing.id))
                 if progress:
                     progress(1)
                 continue
             if existing is not None:  # pending from an interrupted run: it is picked up below
-                results.append({"filename": filename, "status": "accepted", "photo_id": existing.id})
+                results.append(Registered(filename, "accepted", existing.id))
                 continue
             # The original is written first and the row (with its key) second, so there is never a
             # row without its original; a crash in between leaves only a file under the event's
@@ -149,10 +159,10 @@ class Ingestor:
             if not created:  # the same bytes arrived concurrently: keep the first copy
                 blobs.delete(key)
                 report.duplicates += 1
-                results.append({"filename": filename, "status": "duplicate", "photo_id": row.id})
+                results.append(Registered(filename, "duplicate", row.id))
                 continue
             report.added += 1
-            results.append({"filename": filename, "status": "accepted", "photo_id": row.id})
+            results.append(Registered(filename, "accepted", row.id))
         return results
 
     def process_pending(self, event_id: str, report: IngestReport | None = None, *,

@@ -16,7 +16,8 @@ GRID = 20  # samples per side of each torso region
 K = 3  # clusters: garment, background, skin/hair/other
 
 
-def torso_boxes(face_boxes: np.ndarray, width: int, height: int, min_fraction: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+def torso_boxes(face_boxes: np.ndarray, width: int, height: int,
+                min_fraction: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
     """Torso region under each face (N,4), clipped to the photo, and a mask of usable regions.
 
     The chest sits about half a face-height below the chin and is about two faces wide; regions
@@ -77,7 +78,7 @@ def colour_name(lab: np.ndarray) -> list[str]:
     # Hue angles in CIELab are not the HSV ones: red sits near 40 degrees, yellow near 95, green
     # 135-160, blue 290-310, magenta/pink 330-360.
     names = []
-    for L, c, h in zip(lightness, chroma, hue):
+    for L, c, h in zip(lightness, chroma, hue, strict=True):
         if c < 12:
             names.append("black" if L < 25 else "white" if L > 82 else "grey")
         elif h >= 340 or h < 20:

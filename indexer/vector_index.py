@@ -78,7 +78,8 @@ class EventIndex:
     """Exact (flat) or approximate (HNSW) inner-product index of one event's faces.
 
     Concurrent `search` calls are safe; `add` / `remove` must not run concurrently with anything else on
-    the same object (callers that share an index, like `IndexCache`, treat it as read-only).
+    the same object (`indexer.faces.FaceStore` shares its read copies for searches only and writes to
+    private copies).
 
     HNSW cannot remove vectors from its graph (`IndexIDMap2.remove_ids` raises). Removed ids are
     therefore kept as tombstones: they are excluded *inside* the graph search through an IDSelector (so a

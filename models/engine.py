@@ -17,6 +17,7 @@ from models.packs import ModelPack, load_pack
 from models.quality import brightness, pose_from_landmarks, sharpness
 from models.runtime import CUDA, choose_providers, create_session, embed_batch_size
 from picsort_local.images import DecodedImage, decode_image
+from picsort_local.main_face import choose_main_face
 from picsort_local.settings import EngineSettings
 from picsort_local.types import FaceQuality, FaceRecord, Outfit, PixelBox
 
@@ -174,11 +175,8 @@ class FaceEngine:
             start = end
         return results
 
-    def embed_largest(self, image: DecodedImage) -> tuple[PhotoFaces, int | None]:
-        """Analyse a photo and return the index of its largest face (None when there is none)."""
+    def embed_main(self, image: DecodedImage) -> tuple[PhotoFaces, int | None]:
+        """Analyse a photo and return the index of its main face (`choose_main_face`: large and
+        central; None when there is no face)."""
         faces = self.analyze(image)
-        if not len(faces):
-            return faces, None
-        boxes = faces.detections.boxes
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        return faces, int(np.argmax(areas))
+        return faces, choose_main_face(faces.detections.boxes, image.original.width, image.original.height).index

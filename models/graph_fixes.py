@@ -61,7 +61,7 @@ def fold_constants(model: onnx.ModelProto) -> int:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(const_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    values = dict(zip(frontier, session.run(frontier, {})))
+    values = dict(zip(frontier, session.run(frontier, {}), strict=True))
     used = {i for n in other_nodes for i in n.input}
     kept = [i for i in graph.initializer if i.name in used]
     del graph.node[:]

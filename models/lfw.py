@@ -15,6 +15,7 @@ from models.alignment import similarity_transforms, warp_faces
 from models.engine import FaceEngine
 from picsort_local.errors import PicsortError
 from picsort_local.images import DecodedImage, load_image
+from picsort_local.main_face import choose_main_face
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +70,11 @@ def read_pairs(path: Path, folds: int | None = None) -> list[Pair]:
     return pairs
 
 
-def _central_face(image: DecodedImage, boxes: np.ndarray, scores: np.ndarray) -> int:
-    """LFW images are centred on the labelled person: prefer big, confident faces near the centre."""
-    h, w = image.original.height, image.original.width
-    centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    dist = np.linalg.norm((centres - np.array([w / 2.0, h / 2.0])) / max(w, h), axis=1)
-    size = (boxes[:, 3] - boxes[:, 1]) / h
-    return int(np.argmax(scores + size - 2.0 * dist))
+def _central_face(image: DecodedImage, boxes: np.ndarray) -> int:
+    """LFW images are centred on the labelled person: the main face (`choose_main_face`, the product's
+    one rule; on every multi-face LFW photo it picks the face the former LFW-only rule picked)."""
+    index = choose_main_face(boxes, image.original.width, image.original.height).index
+    return 0 if index is None else index
 
 
 def embed_images(
@@ -90,44 +89,53 @@ def embed_images(
     landmarks of the detected faces (LFW deep-funnelled images are aligned to a common frame)."""
     crops = np.zeros((len(names), 112, 112, 3), np.uint8)
     kps_found: list[np.ndarray] = []
-    missed: list[int] = []
-    images: dict[int, DecodedImage] = {}
+    missed: dict[int, DecodedImage] = {}  # kept until the mean landmarks are known
+    for batch in _decoded_chunks(engine, root, names, chunk):
+        kps_found += _crop_central_faces(engine, batch, crops, missed)
+        if progress:
+            progress(len(batch))
+    if missed and kps_found:
+        mean_kps = np.mean(kps_found, axis=0)[None]
+        for i, image in missed.items():
+            crops[i] = warp_faces(image.pixels, similarity_transforms(mean_kps))[0]
+    plain, flipped = engine.embedder.embed_with_flip(crops)
+    return plain, flipped, [names[i] for i in missed]
+
+
+def _decoded_chunks(engine: FaceEngine, root: Path, names: list[str],
+                    chunk: int) -> Iterator[list[tuple[int, DecodedImage]]]:
+    """(index, image) in order, `chunk` at a time, decoded by two threads while the caller detects."""
 
     def load(i: int) -> tuple[int, DecodedImage]:
         return i, load_image(root / names[i], max_pixels=engine.settings.max_image_pixels)
 
-    def chunks() -> Iterator[list[tuple[int, DecodedImage]]]:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            batch: list[tuple[int, DecodedImage]] = []
-            for item in pool.map(load, range(len(names))):
-                batch.append(item)
-                if len(batch) == chunk:
-                    yield batch
-                    batch = []
-            if batch:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batch: list[tuple[int, DecodedImage]] = []
+        for item in pool.map(load, range(len(names))):
+            batch.append(item)
+            if len(batch) == chunk:
                 yield batch
+                batch = []
+        if batch:
+            yield batch
 
-    for batch in chunks():
-        decoded = [im for _, im in batch]
-        detections = engine.detector.detect_many([im.pixels for im in decoded], [im.scale for im in decoded])
-        for (i, image), det in zip(batch, detections):
-            if len(det) == 0:
-                missed.append(i)
-                images[i] = image
-                continue
-            best = _central_face(image, det.boxes, det.scores)
-            kps = det.kps[best : best + 1]
-            kps_found.append(kps[0])
-            crops[i] = warp_faces(image.pixels, similarity_transforms(kps * image.scale))[0]
-        if progress:
-            progress(len(batch))
-    if missed:
-        mean_kps = np.mean(kps_found, axis=0)[None] if kps_found else None
-        for i in missed:
-            if mean_kps is not None:
-                crops[i] = warp_faces(images[i].pixels, similarity_transforms(mean_kps))[0]
-    plain, flipped = engine.embedder.embed_with_flip(crops)
-    return plain, flipped, [names[i] for i in missed]
+
+def _crop_central_faces(engine: FaceEngine, batch: list[tuple[int, DecodedImage]], crops: np.ndarray,
+                        missed: dict[int, DecodedImage]) -> list[np.ndarray]:
+    """Align each image's central face into `crops[i]` and return its landmarks; an image without a
+    face goes into `missed` instead."""
+    decoded = [im for _, im in batch]
+    detections = engine.detector.detect_many([im.pixels for im in decoded], [im.scale for im in decoded])
+    found: list[np.ndarray] = []
+    for (i, image), det in zip(batch, detections, strict=True):
+        if len(det) == 0:
+            missed[i] = image
+            continue
+        best = _central_face(image, det.boxes)
+        kps = det.kps[best : best + 1]
+        found.append(kps[0])
+        crops[i] = warp_faces(image.pixels, similarity_transforms(kps * image.scale))[0]
+    return found
 
 
 def _best_threshold(sims: np.ndarray, same: np.ndarray) -> float:

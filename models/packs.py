@@ -177,7 +177,8 @@ def load_pack(models_dir: Path, name: str, *, verify: bool = True) -> ModelPack:
 def verify_pack(pack: ModelPack) -> None:
     for spec, path in ((pack.manifest.detector, pack.detector_path), (pack.manifest.embedder, pack.embedder_path)):
         if not path.exists():
-            raise ModelPackMissingError(f"{path} is missing from pack {pack.manifest.name!r}; run: picsort models fetch")
+            raise ModelPackMissingError(
+                f"{path} is missing from pack {pack.manifest.name!r}; run: picsort models fetch")
         actual = sha256_file(path)
         if actual != spec.sha256:
             raise ModelIntegrityError(

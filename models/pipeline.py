@@ -47,71 +47,98 @@ def analyze_stream(
     `postprocess(image, faces)` runs in the worker threads too (per-photo CPU work such as derived
     images), so it is spread over the cores instead of serialising in the consumer.
     A bad photo yields a result with `error` set; the stream carries on."""
-    decoded_q: queue.Queue[PipelineResult[K] | None] = queue.Queue(maxsize=chunk * workers * 2)
-    out_q: queue.Queue[PipelineResult[K] | BaseException | None] = queue.Queue()
+    stream: _Stream[K] = _Stream(engine, workers=workers, chunk=chunk, reduced=reduced, postprocess=postprocess)
+    threads = [threading.Thread(target=stream.produce, args=(items, decode_threads), daemon=True)]
+    threads += [threading.Thread(target=stream.work, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    yield from stream.results()
+    for t in threads:
+        t.join()
 
-    def decode(item: tuple[K, Callable[[], bytes]]) -> PipelineResult[K]:
+
+class _Stream(Generic[K]):
+    """The queues of one `analyze_stream` call: a producer thread decodes into `decoded` (bounded, so
+    decoding stays a few batches ahead), `workers` threads analyse batches into `out`; each worker ends
+    `out` with a None, and an exception in any thread is put on `out` to be raised in the consumer."""
+
+    def __init__(self, engine: FaceEngine, *, workers: int, chunk: int, reduced: bool,
+                 postprocess: Callable[[DecodedImage, PhotoFaces], Any] | None) -> None:
+        self.engine = engine
+        self.workers = workers
+        self.chunk = chunk
+        self.reduced = reduced
+        self.postprocess = postprocess
+        self.decoded: queue.Queue[PipelineResult[K] | None] = queue.Queue(maxsize=chunk * workers * 2)
+        self.out: queue.Queue[PipelineResult[K] | BaseException | None] = queue.Queue()
+
+    def decode(self, item: tuple[K, Callable[[], bytes]]) -> PipelineResult[K]:
         key, read = item
         try:
-            return PipelineResult(key, engine.decode(read(), reduced=reduced), None)
+            return PipelineResult(key, self.engine.decode(read(), reduced=self.reduced), None)
         except PicsortError as exc:
             return PipelineResult(key, None, None, exc)
         except OSError as exc:
             return PipelineResult(key, None, None, PicsortError(f"cannot read: {exc}"))
 
-    def producer() -> None:
+    def produce(self, items: Iterable[tuple[K, Callable[[], bytes]]], decode_threads: int) -> None:
         try:
             with ThreadPoolExecutor(max_workers=decode_threads) as pool:
-                for result in pool.map(decode, items):
-                    decoded_q.put(result)
+                for result in pool.map(self.decode, items):
+                    self.decoded.put(result)
         except BaseException as exc:  # surface in the consumer instead of dying silently
-            out_q.put(exc)
+            self.out.put(exc)
         finally:
-            for _ in range(workers):
-                decoded_q.put(None)
+            for _ in range(self.workers):
+                self.decoded.put(None)
 
-    def worker() -> None:
+    def work(self) -> None:
         try:
             done = False
             while not done:
-                batch: list[PipelineResult[K]] = []
-                while len(batch) < chunk:
-                    got = decoded_q.get()
-                    if got is None:
-                        done = True
-                        break
-                    if got.error is not None:
-                        out_q.put(got)
-                    else:
-                        batch.append(got)
+                batch, done = self._next_batch()
                 if batch:
-                    analyses = engine.analyze_many([b.image for b in batch if b.image is not None])
-                    for item, faces in zip(batch, analyses):
-                        extra = None
-                        if postprocess is not None and item.image is not None:
-                            try:
-                                extra = postprocess(item.image, faces)
-                            except PicsortError as exc:
-                                out_q.put(PipelineResult(item.key, None, None, exc))
-                                continue
-                        out_q.put(PipelineResult(item.key, item.image, faces, extra=extra))
+                    self._analyse(batch)
         except BaseException as exc:
-            out_q.put(exc)
+            self.out.put(exc)
         finally:
-            out_q.put(None)
+            self.out.put(None)
 
-    threads = [threading.Thread(target=producer, daemon=True)]
-    threads += [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    finished = 0
-    while finished < workers:
-        got = out_q.get()
-        if got is None:
-            finished += 1
-        elif isinstance(got, BaseException):
-            raise got
-        else:
-            yield got
-    for t in threads:
-        t.join()
+    def _next_batch(self) -> tuple[list[PipelineResult[K]], bool]:
+        """Up to `chunk` decoded photos (a photo that failed to decode goes straight out), and whether
+        the producer is done."""
+        batch: list[PipelineResult[K]] = []
+        while len(batch) < self.chunk:
+            got = self.decoded.get()
+            if got is None:
+                return batch, True
+            if got.error is not None:
+                self.out.put(got)
+            else:
+                batch.append(got)
+        return batch, False
+
+    def _analyse(self, batch: list[PipelineResult[K]]) -> None:
+        analyses = self.engine.analyze_many([b.image for b in batch if b.image is not None])
+        for item, faces in zip(batch, analyses, strict=True):  # a decoded photo always has its image
+            self.out.put(self._finish(item, faces))
+
+    def _finish(self, item: PipelineResult[K], faces: PhotoFaces) -> PipelineResult[K]:
+        extra = None
+        if self.postprocess is not None and item.image is not None:
+            try:
+                extra = self.postprocess(item.image, faces)
+            except PicsortError as exc:
+                return PipelineResult(item.key, None, None, exc)
+        return PipelineResult(item.key, item.image, faces, extra=extra)
+
+    def results(self) -> Iterator[PipelineResult[K]]:
+        finished = 0
+        while finished < self.workers:
+            got = self.out.get()
+            if got is None:
+                finished += 1
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                yield got

@@ -50,6 +50,12 @@ class DeviceUnavailableError(PicsortError):
     code = "device_unavailable"
 
 
+class DatabaseUnavailableError(PicsortError):
+    """The metadata database could not answer in time (locked by another process, disk errors)."""
+
+    code = "database_unavailable"
+
+
 class NotFoundError(PicsortError):
     code = "not_found"
 
@@ -123,6 +129,14 @@ class CollectionNotFoundError(NotFoundError):
     def __init__(self, collection_id: str) -> None:
         super().__init__(f"The collection id: {collection_id} does not exist")
         self.collection_id = collection_id
+
+
+class InternalFault(PicsortError):
+    """A bug (any other exception) on the Rekognition route, wrapped so it still answers in the
+    protocol (InternalServerError); the error handler logs its cause with the traceback."""
+
+    def __init__(self) -> None:
+        super().__init__("internal error")
 
 
 class ProviderRequestError(PicsortError):

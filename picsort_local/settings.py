@@ -9,10 +9,9 @@ Rekognition-compatible API). Groups are frozen views built from the one validate
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-from dataclasses import dataclass, field
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +57,7 @@ class StorageSettings:
     minio_bucket: str = "picsort"
     minio_secure: bool = False
     minio_region: str = "us-east-1"
+    index_kind: Literal["flat", "hnsw"] = "flat"
 
     @property
     def metadata_path(self) -> Path:
@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     ingest_bodies: bool = True
 
     # --- blob storage (photos, crops, index snapshots) ------------------------------------------
+    # Each event's face index: exact ("flat", the default) or approximate ("hnsw", for events of
+    # hundreds of thousands of faces: faster searches, lower recall, see the index benchmark). It applies
+    # to indexes created from then on; an existing event keeps the kind of its snapshot.
+    index_kind: Literal["flat", "hnsw"] = "flat"
     # "local" keeps blobs under data_dir/blobs; "minio" uses any S3-compatible server.
     blob_backend: Literal["local", "minio"] = "local"
     minio_endpoint: str = "localhost:9000"  # host:port, no scheme (the scheme comes from minio_secure)
@@ -171,7 +175,8 @@ class Settings(BaseSettings):
     @property
     def storage(self) -> StorageSettings:
         return StorageSettings(self.data_dir, self.blob_backend, self.minio_endpoint, self.minio_access_key,
-                               self.minio_secret_key, self.minio_bucket, self.minio_secure, self.minio_region)
+                               self.minio_secret_key, self.minio_bucket, self.minio_secure, self.minio_region,
+                               self.index_kind)
 
     @property
     def service(self) -> ServiceSettings:

@@ -17,7 +17,8 @@ def main() -> None:
     if not (target / "solvay_conference_1927.jpg").exists():
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "scrfd", "scrfd==0.3.0", "-d", tmp],
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "scrfd", "scrfd==0.3.0",
+                 "-d", tmp],
                 check=True,
             )
             sdist = next(Path(tmp).glob("scrfd-*.tar.gz"))

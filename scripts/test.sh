@@ -3,6 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
+# Lint and types first (seconds), over the packages, tests, benchmarks and scripts (config in pyproject.toml).
+lint_failed=()
+ruff check . || lint_failed+=("ruff check .")
+mypy || lint_failed+=("mypy")
+if [ "${#lint_failed[@]}" -gt 0 ]; then
+    echo "FAILED: ${lint_failed[*]} (fix the errors above; the tests did not run)" >&2
+    exit 1
+fi
 picsort models fetch pypi-small
 # The kiosk browser test (tests/search/test_kiosk_browser.py) drives Debian's Chromium, never a
 # downloaded browser: install it when missing and we can, otherwise that test skips (fails under CI).

@@ -4,8 +4,9 @@ Each table is the share of stranger faces whose crowd-normalised score z reaches
 by `python benchmarks/bench_event_scale.py --calibrate --half tune` (its output:
 benchmarks/results/event_scale_tune.json, "calibration") on the *tuning* half of LFW's
 people (those whose name's SHA-256 starts with an even byte) searched in the all-LFW event (13,233
-faces, 12.1M stranger pairs); the figures in the README come from the other half. Packs without a table use the default pack's, with
-a warning: the normalisation makes scores of different embedders comparable, but not identical.
+faces, 12.1M stranger pairs); the figures in the README come from the other half. Packs without a table use
+the default pack's, with a warning: the normalisation makes scores of different embedders comparable, but not
+identical.
 """
 
 from __future__ import annotations

@@ -156,10 +156,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     engine = _engine(args)
     vectors = []
     for name in (args.a, args.b):
-        faces, largest = engine.embed_largest(engine.decode(Path(name).read_bytes()))
-        if largest is None:
+        faces, main = engine.embed_main(engine.decode(Path(name).read_bytes()))
+        if main is None:
             raise PicsortError(f"{name}: no face found")
-        vectors.append(faces.embeddings[largest])
+        vectors.append(faces.embeddings[main])
     cosine = float(np.dot(vectors[0], vectors[1]))
     print(f"cosine similarity: {cosine:.4f}")
     print(f"similarity (0-100): {max(0.0, cosine) * 100:.1f}")
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_engine(detect)
     detect.set_defaults(func=cmd_detect)
 
-    compare = sub.add_parser("compare", help="similarity of the largest faces in two images")
+    compare = sub.add_parser("compare", help="similarity of the main faces (large, central) of two images")
     compare.add_argument("a")
     compare.add_argument("b")
     with_engine(compare)

@@ -9,8 +9,8 @@ FAR 1e-3, 13 strangers in a 13k-face event). The decision here controls stranger
 1. Crowd normalisation: the query's cosines to a fixed sample of the event's own faces (the crowd:
    almost all strangers) give a centre and a spread (median, scaled median absolute deviation; in
    small events blended with the pack's typical values); a face's score is
-   z = (cos - centre) / spread, how far above this event's crowd it stands for this query. A query that resembles many people (a
-   blurry selfie, a common look) gets a wider crowd and so needs a stronger match.
+   z = (cos - centre) / spread, how far above this event's crowd it stands for this query. A query that
+   resembles many people (a blurry selfie, a common look) gets a wider crowd and so needs a stronger match.
 2. Thresholds from the event size: the pack's crowd model (`CrowdModel`, measured on LFW + WIDER
    faces, benchmarks/bench_event_scale.py) gives the share of stranger faces reaching each z. The
    high tier starts where N x share = `Policy.high_strangers` (0.05 strangers per search on

@@ -46,20 +46,12 @@ class Metrics:
         with self._lock:
             self._counters[name] = self._counters.get(name, 0) + n
 
-    def counters(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._counters)
-
-    def render(self, counters: Mapping[str, float] | None = None,
-               gauges: Mapping[str, float] | None = None) -> str:
-        """The Prometheus text page. `counters` are added to the named ones (the service's own counters,
-        read from it until it counts here); `gauges` are current values (e.g. photos waiting for ingest)."""
+    def render(self, gauges: Mapping[str, float] | None = None) -> str:
+        """The Prometheus text page; `gauges` are current values (e.g. photos waiting for ingest)."""
         with self._lock:
             requests = sorted(self._requests.items())
             seconds = sorted(self._seconds.items())
             totals = dict(self._counters)
-        for name, value in (counters or {}).items():
-            totals[_check_name(name)] = totals.get(name, 0) + value
         lines = ["# TYPE picsort_requests_total counter"]
         lines += [f'picsort_requests_total{{method="{m}",path="{p}",status="{s}"}} {n}'
                   for (m, p, s), n in requests]

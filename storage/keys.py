@@ -20,7 +20,6 @@ from storage.blobs import validate_key
 
 PhotoKind = Literal["originals", "preview", "thumb", "micro"]
 PHOTO_KINDS: tuple[PhotoKind, ...] = ("originals", "preview", "thumb", "micro")
-DERIVED_KINDS: tuple[PhotoKind, ...] = ("preview", "thumb", "micro")
 LEGACY_SELFIES_PREFIX = "selfies/"
 
 # Guests' saved selfies: never readable through Rekognition's Image.S3Object, nor listed to hosts.

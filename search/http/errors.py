@@ -21,8 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from picsort_local.errors import (
     AlreadyExistsError,
     AuthError,
+    DatabaseUnavailableError,
     DeviceUnavailableError,
     ImageTooLargeError,
+    InternalFault,
     InvalidImageError,
     InvalidRequestError,
     ModelPackError,
@@ -35,7 +37,7 @@ from picsort_local.errors import (
 )
 from search.http.schemas import ErrorOut, NoRouteOut
 from search.rekognition import wire
-from search.rekognition.router import ROUTE_NAME, InternalFault, operation_label, request_id
+from search.rekognition.router import ROUTE_NAME, operation_label, request_id
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ _STATUS: tuple[tuple[type[PicsortError], int], ...] = (
     (InvalidRequestError, 400),
     (ModelPackError, 503),
     (DeviceUnavailableError, 503),
+    (DatabaseUnavailableError, 503),
 )
 _UNSUPPORTED_IMAGE = ("not_an_image", "unsupported")  # 415; other unusable images are 422
 

@@ -43,7 +43,8 @@ def create_event(body: EventIn, _: AdminDep, service: ServiceDep, settings: Sett
 
 @router.get("/api/host/events", response_model=list[EventSummaryOut], responses=error_responses(401, 422))
 def list_events(_: AdminDep, service: ServiceDep) -> list[dict[str, Any]]:
-    return service.host.list_events()
+    return [{"id": e.id, "name": e.name, "created_at": e.created_at, **counts.as_fields()}
+            for e, counts in service.host.list_events()]
 
 
 @router.delete("/api/host/events/{event_id}", status_code=204, responses=error_responses(*_HOST_ERRORS))
@@ -62,7 +63,8 @@ async def upload_photos(event_id: str, _: AdminDep, service: ServiceDep, setting
         data = await upload.read(settings.max_upload_bytes + 1)
         payload.append((upload.filename or "photo", data))
     job, results = await run_in_threadpool(service.jobs.submit_photos, event_id, payload)
-    return {"job_id": job.id, "results": results}
+    # Keys without a value are left out (response_model_exclude_unset), as the API always answered.
+    return {"job_id": job.id, "results": [{k: v for k, v in asdict(r).items() if v is not None} for r in results]}
 
 
 @router.get("/api/host/jobs/{job_id}", response_model=JobOut, responses=error_responses(*_HOST_ERRORS))
@@ -76,7 +78,7 @@ def job_status(job_id: str, _: AdminDep, service: ServiceDep) -> dict[str, Any]:
 @router.get("/api/host/events/{event_id}/people", response_model=list[PersonOut],
             responses=error_responses(*_HOST_ERRORS))
 def people(event_id: str, _: AdminDep, service: ServiceDep) -> list[dict[str, Any]]:
-    return service.host.people(event_id)
+    return [{**asdict(person), "thumb_url": thumb} for person, thumb in service.host.people(event_id)]
 
 
 @router.get("/api/host/events/{event_id}/people/{person_id}/photos", response_model=PersonPhotosOut,

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 from picsort_local.errors import ImageTooLargeError, InvalidRequestError, InvalidS3ObjectError, NotFoundError
 from picsort_local.settings import StorageSettings
 from search.rekognition.protocol import MAX_IMAGE_BYTES, MAX_S3_IMAGE_BYTES, check_image_size
 from storage.blobs import BlobStore, validate_key
+from storage.keys import is_private
 
-# Nothing that could only be meant for guests is readable through Image.S3Object: guests' saved
-# selfies (kept under their event since schema 4; "selfies/" was the folder before).
-_PRIVATE_KEY = re.compile(r"^(?:selfies/|events/[^/]+/selfies/)")
 # Cheap size check before decoding: base64 is 4 characters per 3 bytes.
 _MAX_BASE64_CHARS = (MAX_IMAGE_BYTES + 2) // 3 * 4 + 4
 
@@ -65,7 +62,7 @@ class ImageReader:
                 f"Unable to get object metadata from S3. Bucket {bucket[:64]!r} is not served here.")
         try:
             validate_key(name)
-            if _PRIVATE_KEY.match(name):
+            if is_private(name):  # guests' saved selfies are never readable this way
                 raise NotFoundError(name)
             data = self._blobs.get(name)
         except (InvalidRequestError, NotFoundError):

@@ -11,9 +11,9 @@ Mapping:
   size), so the default FaceMatchThreshold of 80 means "high confidence". CompareFaces compares one
   pair (no crowd) on `Tiers.similarity`. Confidence is the detection score x 100.
 
-Writes to a collection are serialised per event in this process, with the ingest's crash-safety
-order: faces are inserted 'pending', the index snapshot is published, then the faces are committed
-(`Ingestor.recover` reconciles after a crash). Each write publishes a new index snapshot, so the
+Writes go through the face store (`indexer.faces.FaceStore`), like the ingest's: serialised per
+event in this process, faces inserted 'pending' (with their FaceIds), the index snapshot published,
+then the faces committed; the store's recovery reconciles after a crash. Each write publishes a new index snapshot, so the
 cost of one IndexFaces call grows with the collection size (a snapshot is rewritten per call).
 """
 
@@ -234,7 +234,7 @@ class LocalProvider:
     def from_service(cls, service: PicsortService) -> LocalProvider:
         """The provider sharing the HTTP service's engine, catalog (face store) and search."""
         return cls(service.catalog, service.engine, service.face_search, service.tiers,
-                   region=service.settings.rekognition_region)
+                   region=service.settings.rekognition.region)
 
     @property
     def dim(self) -> int:

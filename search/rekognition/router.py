@@ -12,7 +12,7 @@ is verified, and only then are the target, the content type and the JSON looked 
 client learns nothing about them.
 
 Operations (`search.rekognition.operations`) run on `LocalProvider` built from the host API's
-`PicsortService` (one engine, catalog and index cache).
+`PicsortService` (one engine, catalog and face store, one search decision).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from picsort_local.errors import AwsError, ImageTooLargeError, PicsortError
+from picsort_local.errors import AwsError, ImageTooLargeError, InternalFault, PicsortError
 from picsort_local.settings import Settings
-from search.rekognition.local import LocalProvider
 from search.rekognition import wire
 from search.rekognition.images import ImageReader
+from search.rekognition.local import LocalProvider
 from search.rekognition.operations import OPERATIONS, Operation, run
 from search.rekognition.protocol import FaceProvider
 from search.rekognition.sigv4 import SignedRequest, SigV4Verifier
@@ -39,14 +39,6 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 16 * 1024 * 1024
 # The route's name: the app's error handler answers in AWS's shape on this route only.
 ROUTE_NAME = "rekognition"
-
-
-class InternalFault(PicsortError):
-    """A bug (any other exception) on this route, wrapped so it still answers in the protocol
-    (InternalServerError); the error handler logs its cause with the traceback."""
-
-    def __init__(self) -> None:
-        super().__init__("internal error")
 
 
 @dataclass(frozen=True)
@@ -148,5 +140,5 @@ def rekognition_router(settings: Settings) -> APIRouter:
     return router
 
 
-__all__ = ["MAX_BODY_BYTES", "ROUTE_NAME", "InternalFault", "RekognitionBackend", "operation_label",
+__all__ = ["MAX_BODY_BYTES", "ROUTE_NAME", "RekognitionBackend", "operation_label",
            "rekognition_router", "request_id"]

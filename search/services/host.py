@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -13,7 +12,7 @@ from picsort_local.errors import NotFoundError
 from search.services.files import SignedFiles
 from search.services.guest import check_guest_id
 from storage.keys import PHOTO_KINDS, person_thumb_key, photo_key
-from storage.metadata import EventRow
+from storage.metadata import EventCounts, EventRow, PersonRow
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,9 @@ class HostService:
     def create_event(self, name: str, watermark: str | None) -> CreatedEvent:
         return self.catalog.create_event(name, watermark=watermark)
 
-    def list_events(self) -> list[dict[str, Any]]:
+    def list_events(self) -> list[tuple[EventRow, EventCounts]]:
         meta = self.catalog.meta
-        return [{"id": e.id, "name": e.name, "created_at": e.created_at,
-                 **meta.events.counts(e.id).as_fields()} for e in meta.events.list()]
+        return [(e, meta.events.counts(e.id)) for e in meta.events.list()]
 
     def event(self, event_id: str) -> EventRow:
         """NotFoundError for an unknown event."""
@@ -52,13 +50,13 @@ class HostService:
         # Its ingest jobs (ids, counts, file names in errors) go with its other rows.
         self.catalog.delete_event(event_id)
 
-    def people(self, event_id: str) -> list[dict[str, Any]]:
+    def people(self, event_id: str) -> list[tuple[PersonRow, str | None]]:
+        """Each person with the signed URL of its representative face crop (None when it has none)."""
         self.catalog.meta.events.get(event_id)
         out = []
         for p in self.catalog.meta.persons.list(event_id):
             key = person_thumb_key(event_id, p.id)
-            thumb = self.files.url(key) if self.catalog.blobs.exists(key) else None
-            out.append({**asdict(p), "thumb_url": thumb})
+            out.append((p, self.files.url(key) if self.catalog.blobs.exists(key) else None))
         return out
 
     def person_photos(self, event_id: str, person_id: int) -> list[PersonPhotoLink]:

@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from indexer.events import Catalog
-from indexer.ingest import Ingestor, IngestReport
+from indexer.ingest import Ingestor, IngestReport, Registered
 from models.engine import FaceEngine
+from picsort_local.errors import NotFoundError, PicsortError
 from picsort_local.settings import IngestSettings
 from search.metrics import Metrics
-from storage.keys import LEGACY_SELFIES_PREFIX
+from storage.keys import LEGACY_SELFIES_PREFIX, event_prefix
 from storage.metadata import JobRow
+from storage.metadata.jobs import JobRepo
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 0.5  # how often a running job's row is updated (the host polls it)
 
 
 @dataclass(frozen=True)
@@ -64,29 +68,23 @@ class IngestJobs:
         return Ingestor(self.catalog, self.engine, self._ingest, workers=self._workers)
 
     def submit_photos(self, event_id: str,
-                      files: list[tuple[str, bytes]]) -> tuple[JobState, list[dict[str, Any]]]:
+                      files: list[tuple[str, bytes]]) -> tuple[JobState, list[Registered]]:
         """Check each file, store the accepted originals (durably, before answering), then analyse
         them in the background. A photo acknowledged as accepted survives a crash: the next start
         resumes every pending photo."""
         self.catalog.meta.events.get(event_id)
-        results: list[dict[str, Any]] = []
+        refused: dict[int, Registered] = {}
         accepted: list[tuple[str, Callable[[], bytes]]] = []
-        slots: list[int] = []
-        for name, data in files:
+        for i, (name, data) in enumerate(files):
             if len(data) == 0:
-                results.append({"filename": name, "status": "rejected", "error": "empty file"})
+                refused[i] = Registered(name, "rejected", error="empty file")
             elif len(data) > self._max_upload_bytes:
-                results.append({"filename": name, "status": "rejected",
-                                "error": f"file is larger than {self._max_upload_bytes} bytes"})
+                refused[i] = Registered(name, "rejected", error=f"file is larger than {self._max_upload_bytes} bytes")
             else:
-                slots.append(len(results))
-                results.append({})
                 accepted.append((name, _constant(data)))
-        report = IngestReport()
-        registered = self._ingestor().register(event_id, accepted, report)
-        for slot, outcome in zip(slots, registered, strict=True):
-            results[slot] = outcome
-        new = sum(1 for r in registered if r["status"] == "accepted")
+        registered = iter(self._ingestor().register(event_id, accepted, IngestReport()))
+        results = [refused[i] if i in refused else next(registered) for i in range(len(files))]
+        new = sum(1 for r in results if r.status == "accepted")
         job = self._start_job(event_id, new)
         return job, results
 
@@ -113,26 +111,31 @@ class IngestJobs:
         return jobs
 
     def _run_job(self, job_id: str, event_id: str) -> None:
-        """Progress and outcome go to the job's row as they happen (the host polls it)."""
+        """Progress and outcome go to the job's row (the host polls it): progress at most every
+        PROGRESS_EVERY_S, so a big job does not queue a transaction per photo behind searches."""
         jobs = self.catalog.meta.jobs
-        done = 0
+        progress = _Progress(jobs, job_id)
         try:
             jobs.update(job_id, done=0, failed=0, status="running")
-
-            def progress(n: int) -> None:
-                nonlocal done
-                done += n
-                jobs.update(job_id, done=done, failed=0, status="running")
-
             report = self._ingestor().process_pending(event_id, progress=progress)
-            jobs.update(job_id, done=done, failed=report.failed, status="done", errors=report.errors)
+            jobs.update(job_id, done=progress.done, failed=report.failed, status="done", errors=report.errors)
             self.metrics.count("photos_ingested", report.indexed)
             self.metrics.count("photos_failed", report.failed)
         except Exception as exc:  # a job failure must be visible, not kill the worker thread
             logger.exception("ingest job %s failed", job_id)
-            jobs.update(job_id, done=done, failed=0, status="error", errors=[("*", str(exc))])
+            jobs.update(job_id, done=progress.done, failed=0, status="error", errors=[("*", str(exc))])
+            self._sweep_if_deleted(event_id)
         finally:
             self._own_jobs.discard(job_id)  # after its last write: it is never seen running and not ours
+
+    def _sweep_if_deleted(self, event_id: str) -> None:
+        """An event deleted while its job ran: remove what the job wrote after the deletion's sweep
+        (derived images of the photos in flight), so nothing of the event is left behind."""
+        try:
+            self.catalog.meta.events.get(event_id)
+        except NotFoundError:
+            removed = self.catalog.blobs.delete_prefix(event_prefix(event_id))
+            logger.info("event %s was deleted during its ingest: %d leftover files removed", event_id, removed)
 
     def job_status(self, job_id: str) -> JobState:
         """NotFoundError for an unknown job (or one whose event was deleted)."""
@@ -142,6 +145,27 @@ class IngestJobs:
     def pending_photos(self) -> int:
         """Photos accepted and not analysed yet by the jobs this process runs."""
         return sum(j.total - j.done for j in self.catalog.meta.jobs.active() if j.id in self._own_jobs)
+
+
+class _Progress:
+    """The ingest's progress callback: counts photos, writes the count to the job's row at most every
+    PROGRESS_EVERY_S (a failed progress write is logged, never fatal: the final write says it all)."""
+
+    def __init__(self, jobs: JobRepo, job_id: str) -> None:
+        self._jobs = jobs
+        self._job_id = job_id
+        self._written = time.monotonic()
+        self.done = 0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self._written < PROGRESS_EVERY_S:
+            return
+        self._written = time.monotonic()
+        try:
+            self._jobs.update(self._job_id, done=self.done, failed=0, status="running")
+        except PicsortError as exc:
+            logger.warning("progress of ingest job %s not recorded: %s", self._job_id, exc)
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:

@@ -14,13 +14,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from picsort_local.errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000  # how long a statement waits for another process's lock
 
 Params = Sequence[Any]
+
+
+T = TypeVar("T")
 
 
 def now() -> str:
@@ -31,6 +36,17 @@ def now() -> str:
 def marks(n: int) -> str:
     """`?, ?, ...` for an IN list of n values."""
     return ",".join("?" * n)
+
+
+# Values per IN list: well under PostgreSQL's 65,535 parameters per statement and SQLite's own limit
+# (32,766 by default since 3.32), so a whole event's faces (regrouping) are looked up in a few queries.
+MAX_IN = 10_000
+
+
+def in_chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`values` in slices of at most MAX_IN, for IN lists of any length."""
+    for start in range(0, len(values), MAX_IN):
+        yield values[start:start + MAX_IN]
 
 
 class ConstraintError(Exception):
@@ -66,7 +82,8 @@ class Database:
         """BEGIN IMMEDIATE (the write lock is taken up front, so two writers never deadlock on an
         upgrade) ... COMMIT, or ROLLBACK on any exception."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            with _constraints():
+                self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
             except BaseException:
@@ -109,8 +126,11 @@ class Database:
 
 @contextmanager
 def _constraints() -> Iterator[None]:
-    """SQLite's constraint failures as the database-neutral `ConstraintError`."""
+    """SQLite's errors as database-neutral ones: a constraint failure is a `ConstraintError`, a
+    database that cannot answer (locked past the busy timeout, I/O) a `DatabaseUnavailableError`."""
     try:
         yield
     except sqlite3.IntegrityError as exc:
         raise ConstraintError(str(exc)) from exc
+    except sqlite3.OperationalError as exc:
+        raise DatabaseUnavailableError(f"metadata database: {exc}") from exc

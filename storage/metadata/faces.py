@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from picsort_local.types import FaceQuality, FaceRecord, Outfit, PixelBox
-from storage.metadata.db import Database, marks
+from storage.metadata.db import Database, in_chunks, marks
 from storage.metadata.rows import FacePhoto, FaceRow, Lab
 
 _QUALITY_KEYS = ("face_px", "sharpness", "brightness", "yaw", "pitch", "roll")
@@ -64,11 +64,8 @@ class FaceRepo:
 
         `event_id || ''` keeps the planner from scanning the event's index (all its faces) instead
         of looking the ids up by primary key; the event check still applies."""
-        if not face_ids:
-            return []
-        return [_face(r) for r in self.db.query(
-            f"SELECT * FROM faces WHERE event_id || '' = ? AND id IN ({marks(len(face_ids))})",
-            (event_id, *face_ids))]
+        return [_face(r) for chunk in in_chunks(face_ids) for r in self.db.query(
+            f"SELECT * FROM faces WHERE event_id || '' = ? AND id IN ({marks(len(chunk))})", (event_id, *chunk))]
 
     def list(self, event_id: str, indexed_only: bool = True) -> builtins.list[FaceRow]:
         state = " AND state = 'indexed'" if indexed_only else ""
@@ -82,11 +79,9 @@ class FaceRepo:
     def photos(self, event_id: str, face_ids: Sequence[int]) -> dict[int, FacePhoto]:
         """Just photo id and outfit colour per face: what a search needs, without decoding JSON
         (ids looked up by primary key, as in `get`)."""
-        if not face_ids:
-            return {}
-        rows = self.db.query(
+        rows = [r for chunk in in_chunks(face_ids) for r in self.db.query(
             "SELECT id, photo_id, outfit_l, outfit_a, outfit_b FROM faces"
-            f" WHERE event_id || '' = ? AND id IN ({marks(len(face_ids))})", (event_id, *face_ids))
+            f" WHERE event_id || '' = ? AND id IN ({marks(len(chunk))})", (event_id, *chunk))]
         return {int(r[0]): FacePhoto(str(r[1]), _lab(r[2], r[3], r[4])) for r in rows}
 
 

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from picsort_local.errors import AlreadyExistsError, NotFoundError
-from storage.metadata.db import ConstraintError, Database, marks, now
+from storage.metadata.db import ConstraintError, Database, in_chunks, marks, now
 from storage.metadata.rows import RekCollectionRow, RekFaceLink, RekFaceRow
 
 _FACE_SQL = (
@@ -62,17 +62,12 @@ class RekognitionRepo:
         return [_face(r) for r in rows]
 
     def faces_by_uuid(self, event_id: str, face_uuids: Sequence[str]) -> list[RekFaceRow]:
-        if not face_uuids:
-            return []
-        rows = self.db.query(_FACE_SQL + f" AND r.face_uuid IN ({marks(len(face_uuids))})",
-                             (event_id, *face_uuids))
-        return [_face(r) for r in rows]
+        return [_face(r) for chunk in in_chunks(face_uuids)
+                for r in self.db.query(_FACE_SQL + f" AND r.face_uuid IN ({marks(len(chunk))})", (event_id, *chunk))]
 
     def faces_by_id(self, event_id: str, face_ids: Sequence[int]) -> list[RekFaceRow]:
-        if not face_ids:
-            return []
-        rows = self.db.query(_FACE_SQL + f" AND r.face_id IN ({marks(len(face_ids))})", (event_id, *face_ids))
-        return [_face(r) for r in rows]
+        return [_face(r) for chunk in in_chunks(face_ids)
+                for r in self.db.query(_FACE_SQL + f" AND r.face_id IN ({marks(len(chunk))})", (event_id, *chunk))]
 
     def count_faces(self, event_id: str) -> int:
         return int(self.db.query("SELECT COUNT(*) FROM (" + _FACE_SQL + ") AS known", (event_id,))[0][0])

@@ -13,10 +13,11 @@ import pytest
 
 from indexer.faces import FaceStore, NewFaces
 from indexer.vector_index import EventIndex, LoadedIndex
+from picsort_local.errors import NotFoundError
 from picsort_local.types import FaceQuality, FaceRecord, PixelBox
 from storage.blobs import LocalBlobStore
 from storage.keys import index_prefix
-from storage.metadata import Metadata
+from storage.metadata import Metadata, RekFaceLink
 
 DIM = 16
 EVENT = "ev0000000000000a"
@@ -56,7 +57,7 @@ def test_add_commits_rows_and_publishes_vectors(stack: tuple[FaceStore, Metadata
     assert meta.faces.pending(EVENT) == []
     assert {p.id for p in meta.photos.list(EVENT, "indexed")} == {"p1", "p2"}
     assert store.version(EVENT) == 1
-    scores, found = store.nearest(EVENT, unit(b[1:2]), 1)
+    scores, found = store.index(EVENT, DIM).search(unit(b[1:2]), 1)
     assert int(found[0, 0]) == ids[1][1] and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
     stored = store.vector(EVENT, ids[0][0], DIM)
     assert stored is not None and np.allclose(stored, unit(a)[0], atol=1e-6)
@@ -201,4 +202,94 @@ def test_read_cache_evicts_least_recently_used(tmp_path: Path, monkeypatch: pyte
     assert loads == ["ev" + "a" * 14, "ev" + "b" * 14, "ev" + "c" * 14]  # "a" stayed hot
     store.index("ev" + "b" * 14, DIM)
     assert len(loads) == 4  # "b" was evicted when "c" arrived
+    meta.close()
+
+
+def _failing_save(store: FaceStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store._snapshots, "save", broken)
+
+
+def test_a_failed_publish_leaves_nothing_for_the_next_write(
+        stack: tuple[FaceStore, Metadata, LocalBlobStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, meta, _ = stack
+    with monkeypatch.context() as patch:
+        _failing_save(store, patch)
+        with pytest.raises(OSError):
+            store.add(EVENT, [faces("p1", np.eye(2, DIM))])
+    ids = store.add(EVENT, [faces("p2", np.eye(1, DIM, 3))])
+    assert sorted(store.index(EVENT, DIM).ids().tolist()) == ids[0]  # p1's unpublished vectors are gone
+    assert meta.photos.get(EVENT, "p1").status == "pending"  # redone by the next ingest
+
+
+def test_a_failed_vector_removal_is_finished_by_the_next_write(
+        stack: tuple[FaceStore, Metadata, LocalBlobStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _, _ = stack
+    first = store.add(EVENT, [faces("p1", np.eye(2, DIM)), faces("p2", np.eye(2, DIM, 2))])
+    with monkeypatch.context() as patch:
+        _failing_save(store, patch)
+        with pytest.raises(OSError):
+            store.delete_photo(EVENT, "p1")  # rows gone, vectors still published
+    store.delete_photo(EVENT, "p2")
+    assert len(store.index(EVENT, DIM)) == 0, f"vectors of {first} survived"
+
+
+def test_an_event_deleted_during_a_write_gets_no_snapshot(stack: tuple[FaceStore, Metadata, LocalBlobStore]) -> None:
+    store, _, blobs = stack
+
+    def delete_the_event(ids: list[list[int]]) -> None:  # between the rows and the publish
+        store.drop(EVENT)
+        blobs.delete_prefix(f"events/{EVENT}/")
+
+    with pytest.raises(NotFoundError):
+        store.add(EVENT, [faces("p1", np.eye(2, DIM))], link=delete_the_event)
+    assert list(blobs.list(index_prefix(EVENT))) == []
+
+
+def test_rekognition_faces_are_deleted_rows_first_then_vectors(
+        stack: tuple[FaceStore, Metadata, LocalBlobStore]) -> None:
+    store, meta, _ = stack
+    uuids = ["00000000-0000-4000-8000-00000000000" + str(i) for i in range(2)]
+
+    def link(ids: list[list[int]]) -> None:
+        links = [RekFaceLink(u, f, "image", None) for u, f in zip(uuids, ids[0], strict=True)]
+        meta.rekognition.add_faces(EVENT, links)
+
+    ids = store.add(EVENT, [faces("p1", np.eye(2, DIM))], link=link)
+    deleted = store.delete_rekognition_faces(EVENT, uuids[:1])
+    assert [d.face_id for d in deleted] == ids[0][:1]
+    assert store.index(EVENT, DIM).ids().tolist() == ids[0][1:]
+
+
+def test_a_snapshot_published_by_another_process_is_written_on_not_over(tmp_path: Path) -> None:
+    meta_a, meta_b = Metadata(tmp_path / "meta.sqlite3"), Metadata(tmp_path / "meta.sqlite3")
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    meta_a.events.create(EVENT, "Test", "hash", None)
+    for name in ("p1", "p2", "p3"):
+        meta_a.photos.add(name, EVENT, "sha-" + name, name + ".jpg", original_key="k")
+    one, other = FaceStore(meta_a, blobs), FaceStore(meta_b, blobs)
+    first = one.add(EVENT, [faces("p1", np.eye(1, DIM))])
+    second = other.add(EVENT, [faces("p2", np.eye(1, DIM, 1))])  # the pointer moves under `one`'s copy
+    third = one.add(EVENT, [faces("p3", np.eye(1, DIM, 2))])
+    assert sorted(other.index(EVENT, DIM).ids().tolist()) == sorted(first[0] + second[0] + third[0])
+    meta_a.close()
+    meta_b.close()
+
+
+def test_hnsw_removals_are_tombstones_the_search_never_returns(tmp_path: Path) -> None:
+    meta = Metadata(tmp_path / "meta.sqlite3")
+    meta.events.create(EVENT, "Test", "hash", None)
+    for name in ("p1", "p2"):
+        meta.photos.add(name, EVENT, "sha-" + name, name + ".jpg", original_key="k")
+    store = FaceStore(meta, LocalBlobStore(tmp_path / "blobs"), kind="hnsw")
+    rng = np.random.default_rng(1)
+    gone = store.add(EVENT, [faces("p1", rng.normal(size=(3, DIM)))])[0]
+    kept = store.add(EVENT, [faces("p2", rng.normal(size=(20, DIM)))])[0]
+    store.delete_photo(EVENT, "p1")
+    index = store.index(EVENT, DIM)
+    assert index.kind == "hnsw" and sorted(index.ids().tolist()) == sorted(kept)
+    _, found = index.search(unit(rng.normal(size=(5, DIM))), 23)
+    assert not set(found.ravel().tolist()) & set(gone)
     meta.close()

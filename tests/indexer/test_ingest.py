@@ -17,8 +17,10 @@ from support.servers import child_env, picsort_argv
 
 from indexer.events import Catalog
 from indexer.ingest import Ingestor, find_images
+from models.engine import FaceEngine
 from picsort_local.errors import NotFoundError
 from picsort_local.settings import Settings
+from storage.metadata.rows import FaceRow
 
 
 @pytest.fixture()
@@ -39,7 +41,7 @@ def lfw_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_ingest_is_idempotent_and_records_bad_photos(catalog: Catalog, engine, lfw_photos: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_is_idempotent_and_records_bad_photos(catalog: Catalog, engine: FaceEngine, lfw_photos: Path) -> None:
     event = catalog.create_event("Gala").event
     paths, skipped = find_images([lfw_photos])
     assert [p.name for p in skipped] == ["notes.txt"]
@@ -68,7 +70,7 @@ def test_ingest_is_idempotent_and_records_bad_photos(catalog: Catalog, engine, l
     assert big == [4, 4, 4, 4], persons
 
 
-def test_delete_event_leaves_nothing(catalog: Catalog, engine, lfw_photos: Path) -> None:  # type: ignore[no-untyped-def]
+def test_delete_event_leaves_nothing(catalog: Catalog, engine: FaceEngine, lfw_photos: Path) -> None:
     keep = catalog.create_event("Other").event
     gone = catalog.create_event("Doomed").event
     paths, _ = find_images([lfw_photos])
@@ -138,7 +140,7 @@ def test_kill_9_midway_then_rerun_indexes_each_photo_once(tmp_path: Path) -> Non
     ids = index.ids()
     assert len(ids) == len(set(ids.tolist()))
     assert set(ids.tolist()) == set(catalog.meta.faces.indexed_ids(event_id))  # no orphan vectors
-    per_photo = {}
+    per_photo: dict[str, list[FaceRow]] = {}
     for face in catalog.meta.faces.list(event_id):
         per_photo.setdefault(face.photo_id, []).append(face)
     # one face per LFW photo at least, and no photo's faces were inserted twice

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,9 @@ from indexer import grouping
 from indexer.derived import derived_images
 from indexer.outfit import batched_kmeans, colour_name, outfit_colours, to_lab, torso_boxes
 from picsort_local.images import decode_image
+
+if TYPE_CHECKING:
+    from models.engine import FaceEngine
 
 
 def _person(shirt_rgb: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +78,7 @@ def test_pairwise_scores_known_values() -> None:
     assert s["pairwise_recall"] == pytest.approx(1 / 2)
 
 
-def test_grouping_precision_on_lfw_event(engine) -> None:  # type: ignore[no-untyped-def]
+def test_grouping_precision_on_lfw_event(engine: FaceEngine) -> None:
     """CI-sized version of benchmarks/bench_grouping.py: 120 identities with 2+ photos + 60 singles."""
     from support import need_shared
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer.vector_index import EventIndex, IndexStore
+from indexer.vector_index import EventIndex, IndexKind, IndexStore
 from picsort_local.errors import InvalidRequestError
 from storage.blobs import LocalBlobStore
 
@@ -69,10 +68,10 @@ def test_hnsw_recall(data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_removed_ids_never_returned(kind: str, data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+def test_removed_ids_never_returned(kind: IndexKind, data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     ids, vectors, queries = data
     n = 1000
-    index = EventIndex(DIM, kind)  # type: ignore[arg-type]
+    index = EventIndex(DIM, kind)
     index.add(ids[:n], vectors[:n])
     # Remove exactly the true nearest neighbours, the ids most likely to come back.
     nearest = np.unique(_brute_force(ids[:n], vectors[:n], queries, 3))
@@ -130,7 +129,7 @@ def test_empty_slots_and_validation() -> None:
         lambda: index.add(np.array([5]), _unit(rng, 1, 8)),  # already present
         lambda: index.search(_unit(rng, 1, 8)[0], 3),  # 1-d query
         lambda: index.search(_unit(rng, 1, 8), 0),
-        lambda: EventIndex(8, "ivf"),  # type: ignore[arg-type]
+        lambda: EventIndex(8, "ivf"),  # type: ignore[arg-type]  # a kind that does not exist, on purpose
     ]
     for call in bad_calls:
         with pytest.raises(ValueError):
@@ -139,14 +138,14 @@ def test_empty_slots_and_validation() -> None:
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_bytes_round_trip(kind: str, data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+def test_bytes_round_trip(kind: IndexKind, data: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     ids, vectors, queries = data
-    index = EventIndex(DIM, kind, ef_search=77)  # type: ignore[arg-type]
+    index = EventIndex(DIM, kind, ef_search=77)
     index.add(ids[:500], vectors[:500])
     index.remove(ids[:5])
     copy = EventIndex.from_bytes(index.to_bytes())
     assert (copy.kind, copy.dim, copy.ef_search, len(copy)) == (kind, DIM, 77, 495)
-    for got, want in zip(copy.search(queries, 5), index.search(queries, 5)):
+    for got, want in zip(copy.search(queries, 5), index.search(queries, 5), strict=True):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError):
         EventIndex.from_bytes(b"garbage")
@@ -178,7 +177,7 @@ def test_snapshot_round_trip(tmp_path: Path, data: tuple[np.ndarray, np.ndarray,
     assert store.current_version("e1") == 1
     loaded = store.load("e1", DIM)
     assert loaded.kind == "hnsw" and len(loaded) == 997 and loaded.tombstone_count == 3
-    for got, want in zip(loaded.search(queries, 10), index.search(queries, 10)):
+    for got, want in zip(loaded.search(queries, 10), index.search(queries, 10), strict=True):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError):
         store.load("e1", 64)

@@ -8,10 +8,13 @@ import cv2
 import numpy as np
 import pytest
 from support import need_shared
-from support_images import jpeg_bytes
+from support.images import jpeg_bytes
 
 from models.alignment import ARCFACE_TEMPLATE, similarity_transforms, warp_faces
-from picsort_local.images import decode_image
+from models.engine import FaceEngine, PhotoFaces
+from picsort_local.images import DecodedImage, decode_image
+
+T1 = tuple[DecodedImage, PhotoFaces]  # insightface's t1.jpg, decoded and analysed once per module
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -23,12 +26,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def t1(engine, insightface_t1: Path):  # type: ignore[no-untyped-def]
+def t1(engine: FaceEngine, insightface_t1: Path) -> T1:
     image = engine.decode(insightface_t1.read_bytes())
     return image, engine.analyze(image)
 
 
-def test_t1_has_six_faces(t1) -> None:  # type: ignore[no-untyped-def]
+def test_t1_has_six_faces(t1: T1) -> None:
     _, faces = t1
     assert len(faces) == 6
     assert faces.embeddings.shape == (6, 128)
@@ -38,13 +41,13 @@ def test_t1_has_six_faces(t1) -> None:  # type: ignore[no-untyped-def]
     assert ((d.kps[..., 0] >= d.boxes[:, None, 0]) & (d.kps[..., 0] <= d.boxes[:, None, 2])).all()
 
 
-def test_solvay_group_photo(engine, solvay_photo: Path) -> None:  # type: ignore[no-untyped-def]
+def test_solvay_group_photo(engine: FaceEngine, solvay_photo: Path) -> None:
     faces = engine.analyze(engine.decode(solvay_photo.read_bytes()))
     assert len(faces) >= 27, f"found {len(faces)} of the 29 faces"
     assert len(faces) <= 31
 
 
-def test_selfie_filling_90_percent_of_frame(engine, t1) -> None:  # type: ignore[no-untyped-def]
+def test_selfie_filling_90_percent_of_frame(engine: FaceEngine, t1: T1) -> None:
     image, faces = t1
     x1, y1, x2, y2 = faces.detections.boxes[0].astype(int)
     crop = image.pixels[y1:y2, x1:x2]
@@ -59,7 +62,7 @@ def test_selfie_filling_90_percent_of_frame(engine, t1) -> None:  # type: ignore
     assert found.detections.boxes[0][3] - found.detections.boxes[0][1] > 0.7 * side
 
 
-def test_30px_face_in_24_megapixel_photo(engine, t1) -> None:  # type: ignore[no-untyped-def]
+def test_30px_face_in_24_megapixel_photo(engine: FaceEngine, t1: T1) -> None:
     image, faces = t1
     x1, y1, x2, y2 = faces.detections.boxes[0]
     h = y2 - y1
@@ -70,10 +73,12 @@ def test_30px_face_in_24_megapixel_photo(engine, t1) -> None:  # type: ignore[no
     scale = 30.0 / h
     patch = cv2.resize(patch, (int(patch.shape[1] * scale), int(patch.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     rng = np.random.default_rng(7)
-    background = cv2.resize(rng.integers(60, 200, (40, 60, 3), dtype=np.uint8), (6000, 4000), interpolation=cv2.INTER_CUBIC)
+    background = cv2.resize(rng.integers(60, 200, (40, 60, 3), dtype=np.uint8), (6000, 4000),
+                            interpolation=cv2.INTER_CUBIC)
     px, py = 4321, 2777
     background[py : py + patch.shape[0], px : px + patch.shape[1]] = patch
-    expected = np.array([px + (x1 - mx1) * scale, py + (y1 - my1) * scale, px + (x2 - mx1) * scale, py + (y2 - my1) * scale])
+    expected = np.array([px + (x1 - mx1) * scale, py + (y1 - my1) * scale,
+                         px + (x2 - mx1) * scale, py + (y2 - my1) * scale])
     decoded = engine.decode(jpeg_bytes(background))
     found = engine.detect(decoded)
     ious = [_iou(box, expected) for box in found.boxes]
@@ -89,7 +94,7 @@ def test_alignment_recovers_a_known_similarity() -> None:
     assert np.abs(mapped - ARCFACE_TEMPLATE).max() < 1e-3
 
 
-def test_batched_warp_matches_opencv(t1) -> None:  # type: ignore[no-untyped-def]
+def test_batched_warp_matches_opencv(t1: T1) -> None:
     image, faces = t1
     transforms = similarity_transforms(faces.detections.kps)
     ours = warp_faces(image.pixels, transforms)
@@ -98,27 +103,27 @@ def test_batched_warp_matches_opencv(t1) -> None:  # type: ignore[no-untyped-def
         assert np.abs(ours[i].astype(int) - ref.astype(int)).mean() < 1.5
 
 
-def test_batch_size_does_not_change_embeddings(engine, t1) -> None:  # type: ignore[no-untyped-def]
+def test_batch_size_does_not_change_embeddings(engine: FaceEngine, t1: T1) -> None:
     image, faces = t1
     crops = warp_faces(image.pixels, similarity_transforms(faces.detections.kps))
     one_by_one = np.concatenate([engine.embedder.embed(crops[i : i + 1]) for i in range(len(crops))])
     assert np.abs(engine.embedder.embed(crops) - one_by_one).max() < 1e-4
 
 
-def test_same_person_scores_higher_than_strangers(engine) -> None:  # type: ignore[no-untyped-def]
+def test_same_person_scores_higher_than_strangers(engine: FaceEngine) -> None:
     lfw = need_shared("datasets", "lfw", "images")
     paths = [lfw / "George_W_Bush" / f"George_W_Bush_{i:04d}.jpg" for i in (1, 2)]
     paths.append(lfw / "Serena_Williams" / "Serena_Williams_0001.jpg")
     embs = []
     for p in paths:
-        faces, largest = engine.embed_largest(engine.decode(p.read_bytes()))
-        assert largest is not None
-        embs.append(faces.embeddings[largest])
+        faces, main = engine.embed_main(engine.decode(p.read_bytes()))
+        assert main is not None
+        embs.append(faces.embeddings[main])
     same, different = float(embs[0] @ embs[1]), float(embs[0] @ embs[2])
     assert same > 0.4 > different, (same, different)
 
 
-def test_quality_signals(t1) -> None:  # type: ignore[no-untyped-def]
+def test_quality_signals(t1: T1) -> None:
     image, faces = t1
     blurred = cv2.GaussianBlur(image.pixels, (0, 0), 4)
     crops = warp_faces(image.pixels, similarity_transforms(faces.detections.kps))

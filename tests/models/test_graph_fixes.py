@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -10,6 +11,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from models.graph_fixes import make_batch_dynamic, rewrite_prelu
+
+if TYPE_CHECKING:
+    from models.engine import FaceEngine
 
 
 def _run(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -63,7 +67,7 @@ def test_prelu_rewrite_computes_the_same() -> None:
     ops = [n.op_type for n in rewritten.graph.node]
     assert ops.count("PRelu") == 1
     after = _run(rewritten, feed)
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
     assert rewrite_prelu(rewritten) == 0  # idempotent: nothing left to rewrite
 
@@ -82,7 +86,7 @@ def test_prelu_left_alone_where_the_rewrite_could_change_the_result() -> None:
     assert rewrite_prelu(old) == 0
 
 
-def test_rewrite_is_for_the_cpu_only(engine) -> None:  # type: ignore[no-untyped-def]
+def test_rewrite_is_for_the_cpu_only(engine: FaceEngine) -> None:
     from models.engine import _embedder_bytes
     from models.packs import load_pack
 
@@ -93,7 +97,7 @@ def test_rewrite_is_for_the_cpu_only(engine) -> None:  # type: ignore[no-untyped
     assert sum(n.op_type == "PRelu" for n in for_cpu.graph.node) == 0
 
 
-def test_graph_without_prelu_is_untouched(engine) -> None:  # type: ignore[no-untyped-def]
+def test_graph_without_prelu_is_untouched(engine: FaceEngine) -> None:
     from models.packs import load_pack
 
     pack = load_pack(engine.settings.models_dir, engine.settings.pack)
@@ -103,7 +107,7 @@ def test_graph_without_prelu_is_untouched(engine) -> None:  # type: ignore[no-un
     assert detector.SerializeToString() == serialized
 
 
-def test_engine_embeddings_match_the_graph_as_shipped(engine, insightface_t1: Path) -> None:  # type: ignore[no-untyped-def]
+def test_engine_embeddings_match_the_graph_as_shipped(engine: FaceEngine, insightface_t1: Path) -> None:
     """The default pack's embedder after the rewrite gives the shipped graph's embeddings on real faces."""
     from models.alignment import similarity_transforms, warp_faces
     from models.packs import load_pack

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from support_images import encode, gradient, jpeg_bytes, png_declaring, with_orientation
+from support.images import encode, gradient, jpeg_bytes, png_declaring, with_orientation
 
 from picsort_local.errors import ImageTooLargeError, InvalidImageError
 from picsort_local.images import decode_image, read_size

@@ -6,7 +6,7 @@ import logging
 
 import httpx
 import pytest
-from conftest import LiveServer  # type: ignore[import-not-found]
+from support.servers import LiveServer
 
 from picsort_local.settings import Settings
 from search.access_log import MASK, RedactSecrets, redact_path
@@ -21,7 +21,8 @@ from search.access_log import MASK, RedactSecrets, redact_path
     ("/e//guest-link-token-0123456789ab", f"/e//{MASK}"),
     ("/e/./guest-link-token-0123456789ab", f"/e/{MASK}/{MASK}"),
     ("/api/e/%2e/guest-link-token-0123456789ab/search", f"/api/e/{MASK}/{MASK}/search"),
-    ("/api/host/events/0123456789abcdef/photos/fedcba9876543210", "/api/host/events/0123456789abcdef/photos/fedcba9876543210"),
+    ("/api/host/events/0123456789abcdef/photos/fedcba9876543210",
+     "/api/host/events/0123456789abcdef/photos/fedcba9876543210"),
     ("/healthz", "/healthz"),
 ])
 def test_redact_path(path: str, expected: str) -> None:

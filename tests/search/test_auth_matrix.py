@@ -37,10 +37,10 @@ from unittest import mock
 import httpx
 import numpy as np
 import pytest
-from conftest import ADMIN_KEY, LiveServer, wait_job  # type: ignore[import-not-found]
 from PIL import Image
 from pydantic import SecretStr
 from support import need_shared
+from support.servers import ADMIN_KEY, LiveServer, wait_job
 
 from picsort_local.settings import Settings
 
@@ -462,78 +462,94 @@ def build(ep: Endpoint, fault: str, variant: str, w: World) -> Req:
     """The request of `ep` for `variant`'s resources, with credential `fault` ("valid": none)."""
     v = _values(w, variant)
     if ep.cls == HOST:
-        req = _host_request(ep, v)
-        if fault == "valid":
-            req.headers["X-Admin-Key"] = ADMIN_KEY
-        elif fault == "wrong_key":
-            req.headers["X-Admin-Key"] = _flip(ADMIN_KEY)
-        elif fault == "guest_token_as_admin_key":
-            req.headers["X-Admin-Key"] = w.a_token
-        elif fault == "guest_token_as_bearer":
-            req.headers["Authorization"] = f"Bearer {w.a_token}"
-        elif fault == "admin_key_as_bearer":
-            req.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-        elif fault == "sigv4_as_host":  # valid Rekognition credentials presented to the host API
-            req.headers.update({k: val for k, val in _sigv4(w.url + req.path, b"", target=None).items()
-                                if k.lower() in ("authorization", "x-amz-date")})
-        return req
+        return _build_host(ep, fault, v, w)
     if ep.cls == GUEST:
-        token = {"valid": w.a_token, "no_credential": "", "wrong_token": _flip(w.a_token), "other_event_token": w.b_token,
-                 "admin_key_as_token": ADMIN_KEY, "event_id_as_token": w.a_id,
-                 "token_hash_as_token": hashlib.sha256(w.a_token.encode()).hexdigest()}[fault]
-        req = _guest_request(ep, v, w, token)
-        if fault == "admin_key_as_token":
-            req.headers["X-Admin-Key"] = ADMIN_KEY
-        return req
+        return _build_guest(ep, fault, v, w)
     if ep.cls == FILES:
-        signer, now = _signer(w), time.time()
-        key = v.file_key
-        good = _query(signer.url(key))
-        params: dict[str, str] | None = good
-        headers: dict[str, str] = {}
-        if fault == "no_credential":
-            params = None
-        elif fault == "expired":  # correctly signed, but its expiry has passed
-            params = _query(signer.url(key, now=now - 2 * signer.ttl_s))
-        elif fault == "tampered_sig":
-            params = {"exp": good["exp"], "sig": _flip(good["sig"])}
-        elif fault == "tampered_exp":
-            params = {"exp": str(int(good["exp"]) + 3600), "sig": good["sig"]}
-        elif fault == "swapped_key_other_event":  # event B's valid link, its key swapped for this one
-            params = _query(signer.url(f"events/{w.b_id}/preview/{w.b_photos[0]}.jpg"))
-        elif fault == "guest_token_as_sig":
-            params = {"exp": good["exp"], "sig": w.a_token}
-        elif fault == "admin_key_header":
-            params, headers = None, {"X-Admin-Key": ADMIN_KEY}
-        return Req("GET", f"/files/{key}", headers=headers, params=params)
+        return _build_files(fault, v, w)
     if ep.cls == REKOGNITION:
         assert ep.operation is not None
-        raw = json.dumps(_rek_body(ep.operation, v)).encode()
-        url = w.url + "/"
-        signed = _sigv4(url, raw, target=ep.operation)
-        headers = {"Content-Type": AMZ_JSON, "X-Amz-Target": f"RekognitionService.{ep.operation}",
-                   "X-Amz-Date": signed["X-Amz-Date"]}
-        if fault == "valid":
-            headers = signed
-        elif fault == "wrong_secret":
-            headers = _sigv4(url, raw, target=ep.operation, secret=SECRET + "x")
-        elif fault == "unknown_key_id":
-            headers = _sigv4(url, raw, target=ep.operation, key_id="AKIAUNKNOWNKEY000000")
-        elif fault == "tampered_signature":
-            auth = signed["Authorization"]
-            head, sig = auth.rsplit("Signature=", 1)
-            headers = {**signed, "Authorization": f"{head}Signature={_flip(sig)}"}
-        elif fault == "expired_signature":  # correctly signed 20 minutes ago (the allowed skew is 15)
-            when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=20)
-            headers = _sigv4(url, raw, target=ep.operation, when=when)
-        elif fault == "admin_key_as_bearer":
-            headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-        elif fault == "guest_token_as_bearer":
-            headers["Authorization"] = f"Bearer {w.a_token}"
-        elif fault == "admin_key_header":
-            headers["X-Admin-Key"] = ADMIN_KEY
-        return Req("POST", "/", headers=headers, content=raw)
+        return _build_rekognition(ep.operation, fault, v, w)
     raise AssertionError(f"no request builder for {ep.id}")
+
+
+def _build_host(ep: Endpoint, fault: str, v: Values, w: World) -> Req:
+    req = _host_request(ep, v)
+    if fault == "valid":
+        req.headers["X-Admin-Key"] = ADMIN_KEY
+    elif fault == "wrong_key":
+        req.headers["X-Admin-Key"] = _flip(ADMIN_KEY)
+    elif fault == "guest_token_as_admin_key":
+        req.headers["X-Admin-Key"] = w.a_token
+    elif fault == "guest_token_as_bearer":
+        req.headers["Authorization"] = f"Bearer {w.a_token}"
+    elif fault == "admin_key_as_bearer":
+        req.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+    elif fault == "sigv4_as_host":  # valid Rekognition credentials presented to the host API
+        req.headers.update({k: val for k, val in _sigv4(w.url + req.path, b"", target=None).items()
+                            if k.lower() in ("authorization", "x-amz-date")})
+    return req
+
+
+def _build_guest(ep: Endpoint, fault: str, v: Values, w: World) -> Req:
+    token = {"valid": w.a_token, "no_credential": "", "wrong_token": _flip(w.a_token), "other_event_token": w.b_token,
+             "admin_key_as_token": ADMIN_KEY, "event_id_as_token": w.a_id,
+             "token_hash_as_token": hashlib.sha256(w.a_token.encode()).hexdigest()}[fault]
+    req = _guest_request(ep, v, w, token)
+    if fault == "admin_key_as_token":
+        req.headers["X-Admin-Key"] = ADMIN_KEY
+    return req
+
+
+def _build_files(fault: str, v: Values, w: World) -> Req:
+    signer, now = _signer(w), time.time()
+    key = v.file_key
+    good = _query(signer.url(key))
+    params: dict[str, str] | None = good
+    headers: dict[str, str] = {}
+    if fault == "no_credential":
+        params = None
+    elif fault == "expired":  # correctly signed, but its expiry has passed
+        params = _query(signer.url(key, now=now - 2 * signer.ttl_s))
+    elif fault == "tampered_sig":
+        params = {"exp": good["exp"], "sig": _flip(good["sig"])}
+    elif fault == "tampered_exp":
+        params = {"exp": str(int(good["exp"]) + 3600), "sig": good["sig"]}
+    elif fault == "swapped_key_other_event":  # event B's valid link, its key swapped for this one
+        params = _query(signer.url(f"events/{w.b_id}/preview/{w.b_photos[0]}.jpg"))
+    elif fault == "guest_token_as_sig":
+        params = {"exp": good["exp"], "sig": w.a_token}
+    elif fault == "admin_key_header":
+        params, headers = None, {"X-Admin-Key": ADMIN_KEY}
+    return Req("GET", f"/files/{key}", headers=headers, params=params)
+
+
+def _build_rekognition(operation: str, fault: str, v: Values, w: World) -> Req:
+    raw = json.dumps(_rek_body(operation, v)).encode()
+    url = w.url + "/"
+    signed = _sigv4(url, raw, target=operation)
+    headers = {"Content-Type": AMZ_JSON, "X-Amz-Target": f"RekognitionService.{operation}",
+               "X-Amz-Date": signed["X-Amz-Date"]}
+    if fault == "valid":
+        headers = signed
+    elif fault == "wrong_secret":
+        headers = _sigv4(url, raw, target=operation, secret=SECRET + "x")
+    elif fault == "unknown_key_id":
+        headers = _sigv4(url, raw, target=operation, key_id="AKIAUNKNOWNKEY000000")
+    elif fault == "tampered_signature":
+        auth = signed["Authorization"]
+        head, sig = auth.rsplit("Signature=", 1)
+        headers = {**signed, "Authorization": f"{head}Signature={_flip(sig)}"}
+    elif fault == "expired_signature":  # correctly signed 20 minutes ago (the allowed skew is 15)
+        when = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=20)
+        headers = _sigv4(url, raw, target=operation, when=when)
+    elif fault == "admin_key_as_bearer":
+        headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+    elif fault == "guest_token_as_bearer":
+        headers["Authorization"] = f"Bearer {w.a_token}"
+    elif fault == "admin_key_header":
+        headers["X-Admin-Key"] = ADMIN_KEY
+    return Req("POST", "/", headers=headers, content=raw)
 
 
 def _fingerprint(r: httpx.Response) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:

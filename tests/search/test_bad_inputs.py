@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import ADMIN_KEY, LiveServer, wait_job  # type: ignore[import-not-found]
 from PIL import Image
 from pydantic import SecretStr
-from support_images import encode, gradient, jpeg_bytes, png_declaring, with_orientation
+from support.servers import ADMIN_KEY, LiveServer, wait_job
+from support.images import encode, gradient, jpeg_bytes, png_declaring, with_orientation
 
 from picsort_local.settings import Settings
 
@@ -167,7 +167,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tu
                         max_request_bytes=MAX_REQUEST, ingest_bodies=False)
     service = PicsortService(settings, engine=engine)
     with LiveServer(create_app(settings, service=service)) as live:
-        live.service = service  # type: ignore[attr-defined]
         yield live, settings
 
 
@@ -203,7 +202,7 @@ def test_cli_detect(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert [Path(r["image"]).name for r in report] == [n for n, _, _ in CORPUS]
-    for (name, _, category), entry in zip(CORPUS, report):
+    for (name, _, category), entry in zip(CORPUS, report, strict=True):
         if category == BAD:
             assert "error" in entry, (name, entry)
             assert entry["error"]["reason"] in expected_reasons(name) and entry["error"]["message"], (name, entry)
@@ -250,7 +249,7 @@ def test_host_upload(server: tuple[LiveServer, Settings], host: httpx.Client, ev
     # but has no face rows (the index's vectors are keyed by them) and no derived images
     failed_ids = {results[n]["photo_id"] for n in BAD_NAMES if "photo_id" in results[n]}
     assert len(failed_ids) == job["failed"]
-    blobs = server[0].service.catalog.blobs  # type: ignore[attr-defined]
+    blobs = server[0].app.state.service.catalog.blobs
     with sqlite3.connect(server[1].data_dir / "picsort.sqlite3") as db:
         for photo_id in failed_ids:
             assert db.execute("SELECT COUNT(*) FROM faces WHERE photo_id = ?", (photo_id,)).fetchone()[0] == 0
@@ -324,7 +323,8 @@ def _rek_raw(url: str, operation: str, body: bytes, *, target: str | None = None
     request = AWSRequest(method="POST", url=url + "/", data=body, headers={
         "Content-Type": content_type, "X-Amz-Target": target or f"RekognitionService.{operation}"})
     SigV4Auth(Credentials(KEY_ID, SECRET), "rekognition", "us-east-1").add_auth(request)
-    r = httpx.post(url + "/", content=body, headers={k: str(v).encode("latin-1") for k, v in request.headers.items()}, timeout=60)
+    headers = {k: str(v).encode("latin-1") for k, v in request.headers.items()}
+    r = httpx.post(url + "/", content=body, headers=headers, timeout=60)
     return r.status_code, r.json()
 
 
@@ -362,11 +362,13 @@ HOSTILE: list[tuple[str, Any]] = [
     ("search_long_token", lambda c, e: c.post(f"/api/e/{'a' * 5000}/search", files={"selfie": ("a", b"x")})),
     ("event_dotdot", lambda c, e: c.delete("/api/host/events/..%2F..%2Fetc")),
     ("event_dotdot_people", lambda c, e: c.get("/api/host/events/..%2F..%2Fpicsort.sqlite3/people")),
-    ("event_unicode_upload", lambda c, e: c.post("/api/host/events/%E2%98%83%00x/photos", files={"files": ("a.jpg", b"x")})),
+    ("event_unicode_upload",
+     lambda c, e: c.post("/api/host/events/%E2%98%83%00x/photos", files={"files": ("a.jpg", b"x")})),
     ("photo_dotdot", lambda c, e: c.delete(f"/api/host/events/{e['id']}/photos/..%2F..%2Fpicsort.sqlite3")),
     ("photo_unicode", lambda c, e: c.delete(f"/api/host/events/{e['id']}/photos/%F0%9F%98%80%E2%80%AE")),
     ("job_dotdot", lambda c, e: c.get("/api/host/jobs/..%2F..%2Fx")),
-    ("signed_file_dotdot", lambda c, e: c.get("/files/..%2F..%2Fpicsort.sqlite3", params={"exp": "9999999999", "sig": "x"})),
+    ("signed_file_dotdot",
+     lambda c, e: c.get("/files/..%2F..%2Fpicsort.sqlite3", params={"exp": "9999999999", "sig": "x"})),
     ("events_malformed_json", lambda c, e: c.post("/api/host/events", content=b'{"name": "x"',
                                                   headers={"Content-Type": "application/json"})),
     ("events_nested_json", lambda c, e: c.post("/api/host/events", content=_nested(5000),
@@ -422,7 +424,8 @@ REK_HOSTILE: list[tuple[str, str, bytes, str]] = [
     ("s3_dotdot", "DetectFaces", b'{"Image": {"S3Object": {"Bucket": "b", "Name": "../picsort.sqlite3"}}}',
      "InvalidS3ObjectException"),
     ("collection_id_object", "DescribeCollection", b'{"CollectionId": {"a": 1}}', "InvalidParameterException"),
-    ("collection_id_unicode", "CreateCollection", '{"CollectionId": "../\u2603"}'.encode(), "InvalidParameterException"),
+    ("collection_id_unicode", "CreateCollection", '{"CollectionId": "../\u2603"}'.encode(),
+     "InvalidParameterException"),
     ("malformed_json", "ListCollections", b'{"MaxResults": ', "SerializationException"),
     ("json_array", "ListCollections", b"[1, 2]", "SerializationException"),
     ("nested_json", "DetectFaces", b'{"Image": ' + b"[" * 5000 + b"]" * 5000 + b"}", "SerializationException"),

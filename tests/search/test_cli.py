@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support import REPO, need_shared
 from support.servers import child_env, picsort_argv
-from support_images import gradient, jpeg_bytes
+from support.images import gradient, jpeg_bytes
 
 from picsort_local.settings import Settings
 

@@ -119,7 +119,7 @@ class Ledger:
     def record(self, batch: list[Photo], body: dict[str, Any]) -> None:
         with self.lock:
             self.requests_acked += 1
-            for photo, result in zip(batch, body["results"]):
+            for photo, result in zip(batch, body["results"], strict=True):
                 assert result["filename"] == photo.name
                 assert result["status"] in ("accepted", "duplicate"), result
                 # A photo the server once acknowledged keeps its id, whatever later answers say.

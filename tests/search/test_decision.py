@@ -47,7 +47,7 @@ def test_thresholds_tighten_with_event_size() -> None:
     highs = [thresholds_for(MODEL, policy, n).high for n in sizes]
     maybes = [thresholds_for(MODEL, policy, n).maybe for n in sizes]
     assert highs == sorted(highs) and maybes == sorted(maybes)
-    assert all(m < h for m, h in zip(maybes, highs))
+    assert all(m < h for m, h in zip(maybes, highs, strict=True))
     # a smaller crowd sample means a less certain normalisation: a stricter bar
     assert thresholds_for(MODEL, policy, 50_000, 500).high > thresholds_for(MODEL, policy, 50_000, 4096).high
 

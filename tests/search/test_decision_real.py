@@ -32,7 +32,7 @@ def test_guests_among_real_strangers(engine: FaceEngine) -> None:
     index.add(np.arange(len(event), dtype=np.int64), np.ascontiguousarray(event))
     model, policy = crowd_model(engine.pack_name), Policy()
     found = 0
-    for g, (guest, selfie) in enumerate(zip(GUESTS, selfies)):
+    for g, (guest, selfie) in enumerate(zip(GUESTS, selfies, strict=True)):
         m = decide(index, selfie, model, policy)
         high = set(m.face_ids[m.z >= m.thresholds.high].tolist())
         own = set(range(4 * g, 4 * g + 4))

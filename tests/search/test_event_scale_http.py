@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from conftest import ADMIN_KEY, LiveServer, wait_job
 from PIL import Image
 from pydantic import SecretStr
 from support import need_shared
+from support.servers import ADMIN_KEY, LiveServer, wait_job
 
 from models.engine import FaceEngine
 from picsort_local.settings import Settings
@@ -36,8 +38,19 @@ EVENT_PHOTOS = 2_100
 BATCH = 200
 
 
+@dataclass(frozen=True)
+class BigEvent:
+    """The indexed event the tests search, and where its photos came from."""
+
+    event_id: str
+    guest_token: str
+    lfw: Path
+    faces: int
+    settings: Settings
+
+
 @pytest.fixture(scope="module")
-def big_event(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iterator[tuple[LiveServer, dict[str, object]]]:
+def big_event(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> Iterator[tuple[LiveServer, BigEvent]]:
     from search.http.app import create_app
     from search.service import PicsortService
 
@@ -62,7 +75,8 @@ def big_event(tmp_path_factory: pytest.TempPathFactory, engine: FaceEngine) -> I
         for job in jobs:
             assert wait_job(host, job, timeout=1200)["status"] == "done"
         summary = next(e for e in host.get("/api/host/events").json() if e["id"] == event["id"])
-        yield server, {"event": event, "lfw": lfw, "faces": summary["faces"], "settings": settings}
+        yield server, BigEvent(event_id=event["id"], guest_token=event["guest_token"], lfw=lfw,
+                               faces=int(summary["faces"]), settings=settings)
 
 
 def _central(path: Path) -> bytes:
@@ -81,7 +95,7 @@ def _names(settings: Settings, event_id: str) -> dict[str, str]:
         meta.close()
 
 
-def _search(server: LiveServer, token: str, selfie: Path, show_more: bool = False) -> dict[str, object]:
+def _search(server: LiveServer, token: str, selfie: Path, show_more: bool = False) -> dict[str, Any]:
     with httpx.Client(base_url=server.url, timeout=120) as anon:
         r = anon.post(f"/api/e/{token}/search", files={"selfie": ("me.jpg", selfie.read_bytes(), "image/jpeg")},
                       data={"show_more": "true" if show_more else "false"})
@@ -89,32 +103,31 @@ def _search(server: LiveServer, token: str, selfie: Path, show_more: bool = Fals
     return dict(r.json())
 
 
-def test_no_stranger_in_the_high_tier(big_event: tuple[LiveServer, dict[str, object]]) -> None:
+def test_no_stranger_in_the_high_tier(big_event: tuple[LiveServer, BigEvent]) -> None:
     server, info = big_event
-    assert int(info["faces"]) >= 2_000  # type: ignore[call-overload]
-    event = info["event"]
-    names = _names(info["settings"], event["id"])  # type: ignore[arg-type, index]
+    assert info.faces >= 2_000
+    names = _names(info.settings, info.event_id)
     found = total = 0
     for guest in GUESTS:
-        body = _search(server, event["guest_token"], info["lfw"] / guest / f"{guest}_0001.jpg")  # type: ignore[index, operator]
-        high = {names[h["photo_id"]] for h in body["results"] if h["tier"] == "high"}  # type: ignore[attr-defined]
+        body = _search(server, info.guest_token, info.lfw / guest / f"{guest}_0001.jpg")
+        high = {names[h["photo_id"]] for h in body["results"] if h["tier"] == "high"}
         strangers = {n for n in high if not n.startswith(guest + "__")}
         assert not strangers, (guest, strangers)
-        assert all(h["tier"] == "high" for h in body["results"])  # type: ignore[attr-defined]
+        assert all(h["tier"] == "high" for h in body["results"])
         found += len(high)
         total += IN_EVENT
     assert found >= 0.9 * total, (found, total)
 
 
-def test_maybe_tier_only_on_request_and_capped(big_event: tuple[LiveServer, dict[str, object]]) -> None:
+def test_maybe_tier_only_on_request_and_capped(big_event: tuple[LiveServer, BigEvent]) -> None:
     server, info = big_event
-    token = info["event"]["guest_token"]  # type: ignore[index]
-    selfie = info["lfw"] / GUESTS[0] / f"{GUESTS[0]}_0001.jpg"  # type: ignore[operator]
+    token = info.guest_token
+    selfie = info.lfw / GUESTS[0] / f"{GUESTS[0]}_0001.jpg"
     plain = _search(server, token, selfie)
     more = _search(server, token, selfie, show_more=True)
-    low = [h for h in more["results"] if h["tier"] == "low"]  # type: ignore[attr-defined]
+    low = [h for h in more["results"] if h["tier"] == "low"]
     policy = Policy()
     assert len(low) == plain["more"] and len(low) <= policy.group_max_photos + policy.maybe_max_photos
     assert more["more"] == 0
-    sims = [h["similarity"] for h in more["results"] if h["tier"] == "high"]  # type: ignore[attr-defined]
+    sims = [h["similarity"] for h in more["results"] if h["tier"] == "high"]
     assert sims == sorted(sims, reverse=True) and all(80.0 <= s < 100.0 for s in sims)

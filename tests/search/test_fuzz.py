@@ -39,7 +39,6 @@ import schemathesis
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from conftest import ADMIN_KEY, LiveServer, wait_job  # type: ignore[import-not-found]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -54,6 +53,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from support import REPO, need_shared
+from support.servers import ADMIN_KEY, LiveServer, wait_job
 
 from picsort_local.settings import Settings
 
@@ -146,7 +146,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Li
                          ingest_bodies=False)
     service = PicsortService(settings_, engine=engine)
     with LiveServer(create_app(settings_, service=service)) as live:
-        live.service = service  # type: ignore[attr-defined]
         yield live
 
 
@@ -250,6 +249,26 @@ def _substitute(case: Any, slots: dict[str, int], world: World, url: str, sessio
         elif slots["admin"] == 2:
             case.headers.pop("x-admin-key", None)  # and the 4th quarter keeps the generated key
     path = case.path_parameters if isinstance(case.path_parameters, dict) else {}
+    _substitute_path(path, label, slots, world, url, session)
+    if "x-guest-id" in declared and slots["guest"] <= 1:
+        case.headers["x-guest-id"] = world.granted_guest if "original" in label else world.other_guest
+    if label == "GET /files/{key}" and slots["signed"] <= 1 and isinstance(case.query, dict):
+        path["key"], case.query["exp"], case.query["sig"] = world.signed
+    body = case.body
+    if not isinstance(body, dict):
+        return False
+    real_selfie = (label == "POST /api/e/{token}/search" and slots["selfie"] == 0 and case.meta is not None
+                   and case.meta.generation.mode == GenerationMode.POSITIVE)
+    if real_selfie:
+        body["selfie"] = world.selfie  # a quarter of the valid searches run the engine on a real face
+    if slots["body"] <= 1:
+        _substitute_body(body, label, world)
+    return real_selfie
+
+
+def _substitute_path(path: dict[str, Any], label: str, slots: dict[str, int], world: World, url: str,
+                     session: requests.Session) -> None:
+    """Real token, event, photo and job ids into three quarters of the path parameters."""
     if "token" in path and slots["token"] <= 2:
         path["token"] = world.token
     if "event_id" in path and slots["event"] <= 2:
@@ -263,25 +282,16 @@ def _substitute(case: Any, slots: dict[str, int], world: World, url: str, sessio
             path["photo_id"] = world.granted_photo
     if "job_id" in path and slots["job"] <= 2:
         path["job_id"] = world.job_id
-    if "x-guest-id" in declared and slots["guest"] <= 1:
-        case.headers["x-guest-id"] = world.granted_guest if "original" in label else world.other_guest
-    if label == "GET /files/{key}" and slots["signed"] <= 1 and isinstance(case.query, dict):
-        path["key"], case.query["exp"], case.query["sig"] = world.signed
-    body = case.body
-    if not isinstance(body, dict):
-        return False
-    real_selfie = (label == "POST /api/e/{token}/search" and slots["selfie"] == 0 and case.meta is not None
-                   and case.meta.generation.mode == GenerationMode.POSITIVE)
-    if real_selfie:
-        body["selfie"] = world.selfie  # a quarter of the valid searches run the engine on a real face
-    if slots["body"] <= 1:
-        if "selfie_token" in body and label.endswith("/search-saved"):
-            body["selfie_token"] = world.selfie_token
-        if isinstance(body.get("guest_id"), str):
-            body["guest_id"] = world.other_guest
-        if isinstance(body.get("photo_id"), str):
-            body["photo_id"] = world.photo_ids[-1]
-    return real_selfie
+
+
+def _substitute_body(body: dict[str, Any], label: str, world: World) -> None:
+    """Real selfie token, guest and photo ids into the JSON body fields that take them."""
+    if "selfie_token" in body and label.endswith("/search-saved"):
+        body["selfie_token"] = world.selfie_token
+    if isinstance(body.get("guest_id"), str):
+        body["guest_id"] = world.other_guest
+    if isinstance(body.get("photo_id"), str):
+        body["photo_id"] = world.photo_ids[-1]
 
 
 def _fuzz_operation(operation: Any, mode: GenerationMode, examples: int, world: World, url: str,
@@ -398,7 +408,7 @@ def rek_world(server: LiveServer, client: httpx.Client) -> RekWorld:
     face_ids = [_index(client, STABLE, lfw / p / f"{p}_0004.jpg") for p in ("Colin_Powell", "Tony_Blair")]
     scratch = [_index(client, SCRATCH[0], lfw / "Colin_Powell" / "Colin_Powell_0005.jpg")]
     jpeg = (lfw / "Tony_Blair" / "Tony_Blair_0003.jpg").read_bytes()
-    server.service.catalog.blobs.put("uploads/fuzz.jpg", jpeg)  # type: ignore[attr-defined]
+    server.app.state.service.catalog.blobs.put("uploads/fuzz.jpg", jpeg)
     return RekWorld(face_ids, scratch, base64.b64encode(jpeg).decode(), "uploads/fuzz.jpg")
 
 

@@ -3,12 +3,14 @@ and a job left queued or running by a process that stopped reads as 'interrupted
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from indexer.ingest import Ingestor, IngestReport
 from models.engine import FaceEngine
 from picsort_local.errors import NotFoundError
 from picsort_local.settings import Settings
@@ -43,7 +45,7 @@ def test_job_outcome_and_errors_survive_a_restart(settings: Settings, service: P
                                                   engine: FaceEngine) -> None:
     event = service.host.create_event("Jobs", None).event
     job, results = service.jobs.submit_photos(event.id, [("broken.jpg", b"not an image at all")])
-    assert [r["status"] for r in results] == ["accepted"]
+    assert [r.status for r in results] == ["accepted"]
     done = wait_done(service, job.id)
     assert (done.status, done.total, done.done, done.failed) == ("done", 1, 1, 1)
     assert len(done.errors) == 1 and done.errors[0][1].startswith("not_an_image")
@@ -69,3 +71,38 @@ def test_a_job_another_process_left_running_reads_interrupted(service: PicsortSe
     job = service.jobs.job_status("left-running")
     assert (job.status, job.total, job.done) == ("interrupted", 5, 2)
     assert service.jobs.pending_photos() == 0  # not this process's work
+
+
+class _HeldIngest:
+    """Stands in for the ingest of one job: stores the photos like the real one, then reports progress
+    and waits until the test lets it end."""
+
+    def __init__(self, real: Ingestor) -> None:
+        self.register = real.register
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def process_pending(self, event_id: str, progress: Callable[[int], None]) -> IngestReport:
+        progress(1)
+        self.started.set()
+        if not self.release.wait(timeout=60):
+            raise TimeoutError("the test never released the job")
+        progress(2)
+        return IngestReport(indexed=3)
+
+
+def test_a_running_job_of_this_process_is_running_and_counted(service: PicsortService,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    held = _HeldIngest(service.jobs._ingestor())
+    monkeypatch.setattr(service.jobs, "_ingestor", lambda: held)
+    event = service.host.create_event("Running", None).event
+    job, _ = service.jobs.submit_photos(event.id, [(f"p{i}.jpg", bytes([i]) * 64) for i in range(3)])
+    assert held.started.wait(timeout=60)
+    try:
+        assert service.jobs.job_status(job.id).status == "running"
+        row = service.catalog.meta.jobs.get(job.id)  # progress is written at most every half second
+        assert row.done in (0, 1) and service.jobs.pending_photos() == 3 - row.done
+    finally:
+        held.release.set()
+    done = wait_done(service, job.id)
+    assert (done.status, done.done) == ("done", 3) and service.jobs.pending_photos() == 0

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from conftest import LiveServer  # type: ignore[import-not-found]
-from support_images import gradient, jpeg_bytes
+from support.servers import LiveServer
+from support.images import gradient, jpeg_bytes
 
 from picsort_local.errors import NotFoundError, SignatureError, TooManyFacesError
 from picsort_local.settings import Settings
@@ -331,7 +331,8 @@ def test_kiosk_headers_lock_the_page_down(kiosk: tuple[str, FakeService]) -> Non
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
         assert "'unsafe-inline'" not in csp and "script-src 'sha256-" in csp
         assert page.headers["cache-control"] == "no-store"
-        found = client.post(f"/api/e/{TOKEN}/search", files={"selfie": ("me.jpg", jpeg_bytes(gradient(64, 64)), "image/jpeg")})
+        found = client.post(f"/api/e/{TOKEN}/search",
+                            files={"selfie": ("me.jpg", jpeg_bytes(gradient(64, 64)), "image/jpeg")})
         assert found.status_code == 200 and found.headers["cache-control"] == "no-store"
         for response in (page, found, client.get("/healthz")):
             assert response.headers["x-content-type-options"] == "nosniff"

@@ -55,7 +55,8 @@ def test_searches_during_ingest_then_flat_memory(tmp_path: Path) -> None:
     assert b["own_photo_found_rate"] is not None and b["own_photo_found_rate"] >= 0.9, b["own_photo_found_rate"]
     slope = b["rss_slope_mb_per_1000_searches"]
     assert slope is not None and slope < MAX_SLOPE_MB_PER_1000, (slope, b["rss_points"])
-    assert b["rss_growth_after_warmup_mb"] < MAX_GROWTH_AFTER_WARMUP_MB, (b["rss_growth_after_warmup_mb"], b["rss_points"])
+    assert b["rss_growth_after_warmup_mb"] < MAX_GROWTH_AFTER_WARMUP_MB, \
+        (b["rss_growth_after_warmup_mb"], b["rss_points"])
 
     # The server never failed on its side either (5xx it counted itself, tracebacks in its log).
     assert result["server"]["metrics"]["http_5xx"] == 0

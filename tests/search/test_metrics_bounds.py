@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 import httpx
-from conftest import LiveServer  # type: ignore[import-not-found]
+from support.servers import LiveServer
 
 from picsort_local.settings import Settings
 

@@ -11,10 +11,11 @@ import io
 import cv2
 import httpx
 import numpy as np
-from conftest import ADMIN_KEY, LiveServer, wait_job  # type: ignore[import-not-found]
 from PIL import Image
 from support import need_shared
+from support.servers import ADMIN_KEY, LiveServer, wait_job
 
+from models.engine import FaceEngine
 from picsort_local.settings import Settings
 
 GUEST_PHOTO = "19--Couple/19_Couple_Couple_19_319.jpg"  # one person, face ~47 px, dark suit
@@ -27,7 +28,7 @@ def _jpeg(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def test_outfit_pass(live: tuple[LiveServer, Settings], engine) -> None:  # type: ignore[no-untyped-def]
+def test_outfit_pass(live: tuple[LiveServer, Settings], engine: FaceEngine) -> None:
     from indexer.outfit import outfit_colours, to_lab
 
     wider = need_shared("datasets", "wider_val", "images")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import ADMIN_KEY, LiveServer  # type: ignore[import-not-found]
 from PIL import Image, ImageFilter
 from pydantic import SecretStr
 from support import need_shared
+from support.servers import ADMIN_KEY, LiveServer
 
 from picsort_local.settings import Settings
 
@@ -156,8 +156,8 @@ def _person(external_image_id: str) -> str:
 
 
 def test_list_and_describe(rek: Any, gallery: dict[str, Any]) -> None:
-    faces = [f for page in rek.get_paginator("list_faces").paginate(CollectionId=COLLECTION, PaginationConfig={"PageSize": 16})
-             for f in page["Faces"]]
+    pages = rek.get_paginator("list_faces").paginate(CollectionId=COLLECTION, PaginationConfig={"PageSize": 16})
+    faces = [f for page in pages for f in page["Faces"]]
     assert len(faces) == 50 and {f["FaceId"] for f in faces} == set(gallery["face_of"].values())
     assert {f["ExternalImageId"] for f in faces} == set(gallery["face_of"])
     assert all(len(f["FaceId"]) == 36 and len(f["ImageId"]) == 36 and 0 < f["Confidence"] <= 100 for f in faces)
@@ -218,10 +218,12 @@ def test_quality_filter_and_max_faces(rek: Any, lfw: Path) -> None:
         rek.delete_collection(CollectionId="quality.check")
 
 
-def test_s3_object_and_compare_faces(rek_live: tuple[LiveServer, Any], rek: Any, lfw: Path, gallery: dict[str, Any]) -> None:
+def test_s3_object_and_compare_faces(rek_live: tuple[LiveServer, Any], rek: Any, lfw: Path,
+                                     gallery: dict[str, Any]) -> None:
     blobs = rek_live[1].catalog.blobs
     blobs.put("uploads/probe.jpg", _photo(lfw, PEOPLE[1], PROBE).read_bytes())
-    r = rek.search_faces_by_image(CollectionId=COLLECTION, Image={"S3Object": {"Bucket": "any", "Name": "uploads/probe.jpg"}})
+    r = rek.search_faces_by_image(CollectionId=COLLECTION,
+                                  Image={"S3Object": {"Bucket": "any", "Name": "uploads/probe.jpg"}})
     assert r["FaceMatches"] and all(_person(m["Face"]["ExternalImageId"]) == PEOPLE[1] for m in r["FaceMatches"])
     with pytest.raises(rek.exceptions.InvalidS3ObjectException):
         rek.detect_faces(Image={"S3Object": {"Bucket": "any", "Name": "uploads/missing.jpg"}})
@@ -298,8 +300,8 @@ def test_credentials_are_required(rek_live: tuple[LiveServer, Any]) -> None:
 
 def test_rekognition_provider_equals_local_provider(rek_live: tuple[LiveServer, Any], lfw: Path,
                                                     gallery: dict[str, Any]) -> None:
-    from search.rekognition.local import LocalProvider
     from search.rekognition.boto import RekognitionProvider
+    from search.rekognition.local import LocalProvider
 
     local = LocalProvider.from_service(rek_live[1])
     remote = RekognitionProvider(endpoint_url=rek_live[0].url, region="us-east-1",

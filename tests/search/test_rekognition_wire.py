@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -49,6 +49,7 @@ from search.rekognition.protocol import (
     FaceDetail,
     FaceMatch,
     FacePage,
+    FaceProvider,
     ImageQuality,
     IndexedFace,
     IndexFacesResult,
@@ -65,6 +66,10 @@ from search.rekognition.sigv4 import (
     signing_key,
     string_to_sign,
 )
+
+if TYPE_CHECKING:
+    from search.service import PicsortService
+    from storage.blobs import BlobStore
 
 BOX = BoundingBox(width=0.25, height=0.5, left=0.125, top=0.0625)
 DETAIL = FaceDetail(BOX, 87.5, (Landmark("eyeLeft", 0.2, 0.3), Landmark("nose", 0.25, 0.4)),
@@ -314,8 +319,11 @@ def test_errors_answer_in_the_shape_of_their_api() -> None:
     settings = Settings(data_dir=Path("/nonexistent/picsort-wire-test"), admin_key=SecretStr("admin-key"),
                         rekognition_access_key_id=KEY_ID, rekognition_secret_access_key=SecretStr(SECRET))
     service = SimpleNamespace(host=SimpleNamespace(check_admin_key=lambda key: False), metrics=Metrics())
-    app = create_app(settings, service=service)  # type: ignore[arg-type]
-    app.state.rekognition = RekognitionBackend(_Provider(), ImageReader(settings.storage, None))  # type: ignore[arg-type]
+    # Stubs with only what these requests reach: the admin-key check, the metrics, one provider operation
+    # (no blob store: no request here reads an S3Object).
+    app = create_app(settings, service=cast("PicsortService", service))
+    images = ImageReader(settings.storage, cast("BlobStore", None))
+    app.state.rekognition = RekognitionBackend(cast(FaceProvider, _Provider()), images)
     client = TestClient(app)
 
     body = b'{"NextToken": "forged"}'

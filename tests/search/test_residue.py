@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import ADMIN_KEY, LiveServer, wait_job  # type: ignore[import-not-found]
 from PIL import Image
 from pydantic import SecretStr
 from support import need_shared
+from support.servers import ADMIN_KEY, LiveServer, wait_job
 
 from picsort_local.settings import Settings
 
@@ -110,7 +110,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             httpx.Client(base_url=server.url, timeout=120) as anon:
         stack = Stack(request.param, settings, server, host, anon, make_blob_store(settings.storage))
         lfw = need_shared("datasets", "lfw", "images")
-        uploads = {"A": [(f"{p}_{i}.jpg", _jpeg(_lfw(lfw, p, i))) for p, i in A_PHOTOS] + [("group.jpg", _group(lfw, A_GROUP))],
+        uploads = {"A": [(f"{p}_{i}.jpg", _jpeg(_lfw(lfw, p, i))) for p, i in A_PHOTOS]
+                   + [("group.jpg", _group(lfw, A_GROUP))],
                    "B": [(f"{p}_{i}.jpg", _jpeg(_lfw(lfw, p, i))) for p, i in B_PHOTOS]}
         for name, files in uploads.items():
             created = host.post("/api/host/events", json={"name": f"residue {name}"}).json()
@@ -149,7 +150,7 @@ def _db_cells(db: Path, texts: dict[str, str], blobs: dict[str, bytes]) -> list[
             cursor = conn.execute(f'SELECT * FROM "{table}"')
             columns = [d[0] for d in cursor.description]
             for row in cursor:
-                for column, value in zip(columns, row):
+                for column, value in zip(columns, row, strict=True):
                     if isinstance(value, str):
                         hits += [(label, table, column) for label, t in texts.items() if t in value]
                     elif isinstance(value, bytes):
@@ -165,7 +166,7 @@ def _event_vectors(stack: Stack, event_id: str) -> dict[int, bytes]:
     from indexer.vector_index import IndexStore
 
     ids, vectors = IndexStore(stack.blobs).load(event_id, 128).all_vectors()
-    return {int(i): np.ascontiguousarray(v, dtype=np.float32).tobytes() for i, v in zip(ids, vectors)}
+    return {int(i): np.ascontiguousarray(v, dtype=np.float32).tobytes() for i, v in zip(ids, vectors, strict=True)}
 
 
 def _event_blob_shas(stack: Stack, event_id: str) -> dict[str, str]:
@@ -194,7 +195,8 @@ def _photo_ids(stack: Stack, event_id: str) -> dict[str, str]:
 def _face_ids(stack: Stack, event_id: str, photo_id: str) -> list[int]:
     conn = sqlite3.connect(f"file:{stack.db}?mode=ro", uri=True)
     try:
-        return [r[0] for r in conn.execute("SELECT id FROM faces WHERE event_id = ? AND photo_id = ?", (event_id, photo_id))]
+        rows = conn.execute("SELECT id FROM faces WHERE event_id = ? AND photo_id = ?", (event_id, photo_id))
+        return [r[0] for r in rows]
     finally:
         conn.close()
 
@@ -239,7 +241,8 @@ def test_guest_forget_leaves_no_residue(stack: Stack) -> None:
     results, selfie_token = found.json()["results"], found.json()["selfie_token"]
     high = [h["photo_id"] for h in results if h["tier"] == "high"]
     assert len(high) >= 2, results  # Colin Powell is in three of A's photos
-    assert stack.host.post(f"/api/host/events/{a['id']}/grants", json={"guest_id": guest, "photo_id": high[0]}).status_code == 201
+    granted = stack.host.post(f"/api/host/events/{a['id']}/grants", json={"guest_id": guest, "photo_id": high[0]})
+    assert granted.status_code == 201
     original = stack.anon.get(f"/api/e/{token}/photos/{high[0]}/original", headers={"X-Guest-Id": guest})
     assert original.status_code == 200 and stack.anon.get(original.json()["url"]).status_code == 200
     again = stack.anon.post(f"/api/e/{token}/search-saved", json={"selfie_token": selfie_token, "guest_id": guest})
@@ -252,7 +255,8 @@ def test_guest_forget_leaves_no_residue(stack: Stack) -> None:
     token_hash = hash_token(selfie_token)
     conn = sqlite3.connect(f"file:{stack.db}?mode=ro", uri=True)
     try:
-        embedding = bytes(conn.execute("SELECT embedding FROM saved_selfies WHERE token_hash = ?", (token_hash,)).fetchone()[0])
+        row = conn.execute("SELECT embedding FROM saved_selfies WHERE token_hash = ?", (token_hash,)).fetchone()
+        embedding = bytes(row[0])
     finally:
         conn.close()
     assert len(embedding) == 128 * 4

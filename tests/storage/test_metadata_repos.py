@@ -13,7 +13,7 @@ import pytest
 
 from picsort_local.errors import AlreadyExistsError, NotFoundError
 from picsort_local.types import FaceQuality, FaceRecord, Outfit, PixelBox
-from storage.metadata import MIGRATIONS, Body, EventCounts, Metadata, RekFaceLink
+from storage.metadata import MIGRATIONS, Body, EventCounts, Metadata, RekFaceLink, db
 
 PACKAGE = Path(__file__).resolve().parents[2] / "storage" / "metadata"
 
@@ -190,6 +190,15 @@ def test_face_lookups_by_id_use_the_primary_key(meta: Metadata) -> None:
         f"EXPLAIN QUERY PLAN SELECT id, photo_id FROM faces WHERE event_id || '' = ? AND id IN ({marks})",
         ("e1", *ids)))
     assert "PRIMARY KEY" in plan and "faces_event" not in plan, plan
+
+
+def test_long_id_lists_are_looked_up_in_chunks(meta: Metadata, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole event's faces (regrouping) exceed any database's parameter limit: looked up in slices."""
+    monkeypatch.setattr(db, "MAX_IN", 3)
+    ids = indexed_faces(meta, "e1", {"a": 4, "b": 3})
+    every = ids["a"] + ids["b"]
+    assert sorted(f.id for f in meta.faces.get("e1", every)) == sorted(every)
+    assert sorted(meta.faces.photos("e1", every)) == sorted(every)
 
 
 # ---- persons -------------------------------------------------------------------------------------

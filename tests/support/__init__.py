@@ -25,3 +25,12 @@ def need_shared(*parts: str) -> Path:
             pytest.fail("in CI the shared data must be present: " + message)
         pytest.skip(message)
     return path
+
+
+def scan_for(root: Path, needle: bytes) -> list[Path]:
+    """Files under root containing needle (used to prove a selfie was not stored)."""
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and needle in path.read_bytes():
+            hits.append(path)
+    return hits

@@ -137,6 +137,7 @@ class LiveServer:
         self._socket.bind((LOOPBACK, 0))
         self.port = int(self._socket.getsockname()[1])
         self.ready_timeout_s = ready_timeout_s
+        self.app = app  # a test reaches the service it serves through app.state.service
         config = uvicorn.Config(app, host=LOOPBACK, port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._socket]},
