@@ -231,9 +231,11 @@ class FaceStore:
         return outcome
 
     def recover_once(self, event_id: str) -> None:
-        """`recover`, the first time this process writes to the event (or after a failed write)."""
+        """`recover`, the first time this process writes to the event (or after a failed write).
+        NotFoundError for an event that does not exist (before any key is built from its id)."""
         with self.lock(event_id):
             if event_id not in self._recovered:
+                self._meta.events.get(event_id)
                 self.recover(event_id)
 
     def _recover(self, event_id: str) -> Recovery:

@@ -205,8 +205,8 @@ class EventIndex:
             stored = self._stored_ids()
             if self._tombstones:
                 stored = stored[~np.isin(stored, self._tombstone_array())]
-            picks = stored[np.unique(np.linspace(0, len(stored) - 1, min(CROWD_SAMPLE, len(stored))).astype(np.int64))] \
-                if len(stored) else stored
+            spread = np.linspace(0, len(stored) - 1, min(CROWD_SAMPLE, len(stored))).astype(np.int64)
+            picks = stored[np.unique(spread)] if len(stored) else stored
             sample = self.vectors(picks)
             self._crowd = sample
         return sample

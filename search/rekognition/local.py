@@ -13,8 +13,8 @@ Mapping:
 
 Writes go through the face store (`indexer.faces.FaceStore`), like the ingest's: serialised per
 event in this process, faces inserted 'pending' (with their FaceIds), the index snapshot published,
-then the faces committed; the store's recovery reconciles after a crash. Each write publishes a new index snapshot, so the
-cost of one IndexFaces call grows with the collection size (a snapshot is rewritten per call).
+then the faces committed; the store's recovery reconciles after a crash. Each write publishes a new index
+snapshot, so the cost of one IndexFaces call grows with the collection size (a snapshot is rewritten per call).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from PIL import Image
 from pydantic import SecretStr
-from support.servers import ADMIN_KEY, LiveServer, wait_job
 from support.images import encode, gradient, jpeg_bytes, png_declaring, with_orientation
+from support.servers import ADMIN_KEY, LiveServer, wait_job
 
 from picsort_local.settings import Settings
 

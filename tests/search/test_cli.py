@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from support import REPO, need_shared
-from support.servers import child_env, picsort_argv
 from support.images import gradient, jpeg_bytes
+from support.servers import child_env, picsort_argv
 
 from picsort_local.settings import Settings
 

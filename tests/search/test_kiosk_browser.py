@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from support.servers import LiveServer
 from support.images import gradient, jpeg_bytes
+from support.servers import LiveServer
 
 from picsort_local.errors import NotFoundError, SignatureError, TooManyFacesError
 from picsort_local.settings import Settings
