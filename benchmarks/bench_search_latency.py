@@ -47,10 +47,12 @@ def fill_event(service: PicsortService, event_id: str, n: int, rng: np.random.Ge
     photos = n // per_photo
     photo_ids = [f"{event_id}-{i:07d}" for i in range(photos)]
     with meta.db.transaction() as db:  # rows only: the faces go through the face store below
+        # Pending with an original's key, as an upload leaves them (recovery forgets rows without one).
         db.executemany(
-            "INSERT INTO photos (id, event_id, sha256, filename, status, created_at)"
-            " VALUES (?, ?, ?, ?, 'pending', 'x')",
-            [(pid, event_id, f"{i:064x}", f"{i}.jpg") for i, pid in enumerate(photo_ids)])
+            "INSERT INTO photos (id, event_id, sha256, filename, original_key, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 'pending', 'x')",
+            [(pid, event_id, f"{i:064x}", f"{i}.jpg", f"events/{event_id}/originals/{pid}")
+             for i, pid in enumerate(photo_ids)])
     # Identities on the manifold of real embeddings: blends of two real LFW embeddings plus noise,
     # ~6 faces each (a guest appears in a handful of photos, not in thousands).
     count = photos * per_photo

@@ -232,9 +232,27 @@ def _providers() -> list[str]:
 
 
 # Each results file and the section it renders, in README order.
+def _redesign_ab(ab: dict[str, Any]) -> list[str]:
+    """The redesign (issue 13) against the commit before it, interleaved in one run."""
+    out = ["", f"### This code against its baseline (`benchmarks/bench_ab.py`, baseline {ab['baseline']})", "",
+           f"Each tree runs its own benchmark script in its own process on the same machine and data, "
+           f"{ab['rounds']} runs each, order alternating every round; medians, and their ratio "
+           f"(search: an event of {ab['faces']} faces; ingest: {ab['photos']} WIDER val photos).", "",
+           "| workload | metric | baseline: median (runs) | now: median (runs) | now / baseline |",
+           "|---|---|---|---|---|"]
+    for workload in ("search", "ingest"):
+        runs = ab.get(workload, {}).get("runs", {})
+        for metric, m in ab.get(workload, {}).get("summary", {}).items():
+            better = "lower is better" if m["lower_is_better"] else "higher is better"
+            spread = {tree: ", ".join(f"{r[metric]:.4g}" for r in runs.get(tree, [])) for tree in ("base", "new")}
+            out.append(f"| {workload} | {m['what']} ({better}) | {m['base']:.4g} ({spread['base']}) | "
+                       f"{m['new']:.4g} ({spread['new']}) | {m['ratio_new_over_base']:.3f} |")
+    return [*out, ""]
+
+
 SECTIONS = (("engine.json", _engine), ("grouping.json", _grouping), ("ingest.json", _ingest),
             ("ingest_no_bodies.json", _ingest_no_bodies), ("search.json", _search),
-            ("search_latency.json", _search_latency))
+            ("search_latency.json", _search_latency), ("redesign_ab.json", _redesign_ab))
 
 
 def render() -> str:
