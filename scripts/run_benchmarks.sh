@@ -23,6 +23,9 @@ python benchmarks/bench_lfw_far.py --lfw "$SHARED/datasets/lfw" --out "$R/lfw_fa
 python benchmarks/bench_search_latency.py --lfw "$SHARED/datasets/lfw" --sizes 10000 125000 --out "$R/search_latency.json"
 python benchmarks/bench_ingest.py --wider "$SHARED/datasets/wider_val" --no-bodies --synthetic 0 --out "$R/ingest_no_bodies.json"
 python benchmarks/bench_load.py --dataset "$SHARED/datasets/lfw" --out "$R/load.json"
+# The code against a baseline revision (default: the commit before the redesign of issue 13), interleaved.
+python benchmarks/bench_ab.py --baseline "${PICSORT_AB_BASELINE:-eb1ff0a}" --lfw "$SHARED/datasets/lfw" \
+    --wider "$SHARED/datasets/wider_val" --rounds 4 --searches 120 --out "$R/redesign_ab.json"
 # Reliability figures for the README: case counts of the fuzz, auth-matrix and crash-restart tests.
 PICSORT_FUZZ_REPORT=1 PICSORT_AUTH_REPORT=1 PICSORT_CRASH_REPORT=1 \
     python -m pytest -q tests/search/test_fuzz.py tests/search/test_auth_matrix.py tests/search/test_crash_restart.py
