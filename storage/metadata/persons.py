@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 
-from storage.metadata.db import Database, marks
+from storage.metadata.db import Database, in_chunks, marks
 from storage.metadata.rows import PersonPhoto, PersonRow
 
 
@@ -57,13 +57,19 @@ class PersonRepo:
         """Each person's distinct photos (all the pictures of one person form a set), by person id, then
         in upload order (as many as the person's photo_count). None: every person of the event; unknown
         or other events' ids give nothing."""
-        if person_ids is not None and not person_ids:
-            return []
-        only = "" if person_ids is None else f" AND f.person_id IN ({marks(len(person_ids))})"
+        if person_ids is None:
+            return self._photos(event_id, ())
+        # Ascending ids in ascending slices: the concatenated slices keep the order by person.
+        ordered = sorted(set(person_ids))
+        return [photo for chunk in in_chunks(ordered) for photo in self._photos(event_id, chunk)]
+
+    def _photos(self, event_id: str, person_ids: Sequence[int]) -> builtins.list[PersonPhoto]:
+        """`photos` of these persons (every person of the event when empty)."""
+        only = f" AND f.person_id IN ({marks(len(person_ids))})" if person_ids else ""
         rows = self.db.query(
             "SELECT DISTINCT f.person_id, p.id, p.filename, p.created_at FROM faces f"
             " JOIN photos p ON p.id = f.photo_id"
             f" WHERE f.event_id = ? AND f.person_id IS NOT NULL{only}"
             " ORDER BY f.person_id, p.created_at, p.id",
-            (event_id, *(person_ids or ())))
+            (event_id, *person_ids))
         return [PersonPhoto(int(r[0]), str(r[1]), str(r[2])) for r in rows]
