@@ -88,12 +88,6 @@ class EventLocks:
         with self._guard:
             return self._publishers.setdefault(event_id, threading.Lock())
 
-    def forget(self, event_id: str) -> None:
-        """A deleted event's locks (its id is random and never comes back; a holder keeps its lock)."""
-        with self._guard:
-            for registry in (self._writers, self._loaders, self._publishers):
-                registry.pop(event_id, None)
-
 
 class FaceStore:
     """Face rows (through the metadata repositories), vectors and snapshots of every event."""
@@ -197,6 +191,15 @@ class FaceStore:
             self._remove_vectors(event_id, [d.face_id for d in deleted])
         return deleted
 
+    def dropped(self, event_id: str) -> bool:
+        """Whether the event is being (or was) deleted in this process."""
+        with self._cache_guard:
+            return event_id in self._dropped
+
+    def _check_not_dropped(self, event_id: str) -> None:
+        if self.dropped(event_id):
+            raise NotFoundError(f"event {event_id!r} was deleted")
+
     def drop(self, event_id: str) -> None:
         """Forget the event's index: snapshots, pointer and cached copies (its rows go with the event).
         It does not wait for the writer lock (deleting an event must not wait for its ingest to end),
@@ -207,7 +210,6 @@ class FaceStore:
         with self._locks.publisher(event_id):
             self._snapshots.delete(event_id)
         self._forget(event_id)
-        self._locks.forget(event_id)
 
     def _remove_vectors(self, event_id: str, face_ids: Sequence[int]) -> None:
         if not face_ids:
@@ -220,11 +222,15 @@ class FaceStore:
 
     # ---- recovery ------------------------------------------------------------------------------
     def recover(self, event_id: str) -> Recovery:
-        """Reconcile the rows with the published index after a crash (see the module docstring)."""
+        """Reconcile the rows with the published index after a crash (see the module docstring).
+        NotFoundError for an event being deleted."""
         with self.lock(event_id):
+            self._check_not_dropped(event_id)
             with self._writing(event_id):
                 outcome = self._recover(event_id)
-            self._recovered.add(event_id)
+            with self._cache_guard:
+                if event_id not in self._dropped:
+                    self._recovered.add(event_id)
         if outcome.changed:
             logger.warning("recovered event %s: %d photos completed, %d redone, %d orphan vectors removed",
                            event_id, outcome.completed, outcome.redone, outcome.orphans_removed)
@@ -234,6 +240,7 @@ class FaceStore:
         """`recover`, the first time this process writes to the event (or after a failed write).
         NotFoundError for an event that does not exist (before any key is built from its id)."""
         with self.lock(event_id):
+            self._check_not_dropped(event_id)
             if event_id not in self._recovered:
                 self._meta.events.get(event_id)
                 self.recover(event_id)

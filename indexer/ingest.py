@@ -179,6 +179,7 @@ class Ingestor:
         started = time.perf_counter()
         report = report or IngestReport()
         if not recovered:
+            self.catalog.meta.events.get(event_id)  # NotFoundError before any recovery work
             self.recover(event_id)
         event = self.catalog.meta.events.get(event_id)
         watermark = event.watermark or ""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from indexer.events import Catalog
 from indexer.ingest import Ingestor, IngestReport, Registered
 from models.engine import FaceEngine
-from picsort_local.errors import NotFoundError, PicsortError
+from picsort_local.errors import NotFoundError
 from picsort_local.settings import IngestSettings
 from search.metrics import Metrics
 from storage.keys import LEGACY_SELFIES_PREFIX, event_prefix
@@ -114,7 +114,7 @@ class IngestJobs:
         """Progress and outcome go to the job's row (the host polls it): progress at most every
         PROGRESS_EVERY_S, so a big job does not queue a transaction per photo behind searches."""
         jobs = self.catalog.meta.jobs
-        progress = _Progress(jobs, job_id)
+        progress = _Progress(jobs, job_id, jobs.get(job_id).total)
         try:
             jobs.update(job_id, done=0, failed=0, status="running")
             report = self._ingestor().process_pending(event_id, progress=progress)
@@ -124,17 +124,22 @@ class IngestJobs:
         except Exception as exc:  # a job failure must be visible, not kill the worker thread
             logger.exception("ingest job %s failed", job_id)
             jobs.update(job_id, done=progress.done, failed=0, status="error", errors=[("*", str(exc))])
-            self._sweep_if_deleted(event_id)
         finally:
+            self._sweep_if_deleted(event_id)
             self._own_jobs.discard(job_id)  # after its last write: it is never seen running and not ours
 
     def _sweep_if_deleted(self, event_id: str) -> None:
-        """An event deleted while its job ran: remove what the job wrote after the deletion's sweep
-        (derived images of the photos in flight), so nothing of the event is left behind."""
-        try:
-            self.catalog.meta.events.get(event_id)
-        except NotFoundError:
-            removed = self.catalog.blobs.delete_prefix(event_prefix(event_id))
+        """An event deleted while its job ran (whether the job failed or finished): remove what the job
+        wrote after the deletion's own sweep (derived images of the photos in flight, person crops), so
+        nothing of the event is left behind. After the job's last write, so nothing follows it."""
+        if not self.catalog.faces.dropped(event_id):
+            try:
+                self.catalog.meta.events.get(event_id)
+                return
+            except NotFoundError:
+                pass
+        removed = self.catalog.blobs.delete_prefix(event_prefix(event_id))
+        if removed:
             logger.info("event %s was deleted during its ingest: %d leftover files removed", event_id, removed)
 
     def job_status(self, job_id: str) -> JobState:
@@ -151,20 +156,22 @@ class _Progress:
     """The ingest's progress callback: counts photos, writes the count to the job's row at most every
     PROGRESS_EVERY_S (a failed progress write is logged, never fatal: the final write says it all)."""
 
-    def __init__(self, jobs: JobRepo, job_id: str) -> None:
+    def __init__(self, jobs: JobRepo, job_id: str, total: int) -> None:
         self._jobs = jobs
         self._job_id = job_id
+        self._total = total
         self._written = time.monotonic()
         self.done = 0
 
     def __call__(self, n: int) -> None:
         self.done += n
-        if time.monotonic() - self._written < PROGRESS_EVERY_S:
+        # The last photo is always written: regrouping may still take a while after it.
+        if time.monotonic() - self._written < PROGRESS_EVERY_S and self.done < self._total:
             return
         self._written = time.monotonic()
         try:
             self._jobs.update(self._job_id, done=self.done, failed=0, status="running")
-        except PicsortError as exc:
+        except Exception as exc:  # progress is informative: the job's final write records the outcome
             logger.warning("progress of ingest job %s not recorded: %s", self._job_id, exc)
 
 

@@ -38,9 +38,9 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-# Values per IN list: well under PostgreSQL's 65,535 parameters per statement and SQLite's own limit
-# (32,766 by default since 3.32), so a whole event's faces (regrouping) are looked up in a few queries.
-MAX_IN = 10_000
+# Values per IN list: under every SQLite's parameter limit (999 before 3.32, 32,766 since) and
+# PostgreSQL's 65,535, with room for a few more parameters in the statement.
+MAX_IN = 900
 
 
 def in_chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -86,10 +86,12 @@ class Database:
                 self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
+                with _constraints():
+                    self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # a failed COMMIT must not leave the connection inside it
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """Every row of a statement (also INSERT ... RETURNING)."""
@@ -133,4 +135,20 @@ def _constraints() -> Iterator[None]:
     except sqlite3.IntegrityError as exc:
         raise ConstraintError(str(exc)) from exc
     except sqlite3.OperationalError as exc:
-        raise DatabaseUnavailableError(f"metadata database: {exc}") from exc
+        if _transient(exc):
+            raise DatabaseUnavailableError(f"metadata database: {exc}") from exc
+        raise  # a programming error (no such table, too many variables...) is not "try again later"
+
+
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN (primary result codes).
+_TRANSIENT_CODES = {5, 6, 10, 13, 14}
+_TRANSIENT_WORDS = ("locked", "busy", "disk i/o", "disk is full", "unable to open")
+
+
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    """A database that cannot answer now (another process holds it, the disk fails), by SQLite's result
+    code (Python 3.11+) or its message (3.10)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (int(code) & 0xFF) in _TRANSIENT_CODES
+    return any(word in str(exc).lower() for word in _TRANSIENT_WORDS)

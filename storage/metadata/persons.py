@@ -43,15 +43,15 @@ class PersonRepo:
         """(face id, photo id) of the indexed faces grouped into the same person as any of these faces
         (the faces themselves excluded). The given ids are looked up by primary key (`event_id || ''`
         keeps the planner off the event's index); the event check still applies."""
-        if not face_ids:
-            return []
-        ids = marks(len(face_ids))
-        rows = self.db.query(
-            f"SELECT f.id, f.photo_id FROM faces f WHERE f.person_id IN (SELECT g.person_id FROM faces g"
-            f" WHERE g.event_id || '' = ? AND g.id IN ({ids}) AND g.person_id IS NOT NULL)"
-            f" AND f.event_id = ? AND f.state = 'indexed' AND f.id NOT IN ({ids})",
-            (event_id, *face_ids, event_id, *face_ids))
-        return [(int(r[0]), str(r[1])) for r in rows]
+        given = set(face_ids)
+        found: dict[int, str] = {}
+        for chunk in in_chunks(list(face_ids)):
+            rows = self.db.query(
+                f"SELECT f.id, f.photo_id FROM faces f WHERE f.person_id IN (SELECT g.person_id FROM faces g"
+                f" WHERE g.event_id || '' = ? AND g.id IN ({marks(len(chunk))}) AND g.person_id IS NOT NULL)"
+                f" AND f.event_id = ? AND f.state = 'indexed'", (event_id, *chunk, event_id))
+            found.update((int(r[0]), str(r[1])) for r in rows if int(r[0]) not in given)
+        return list(found.items())
 
     def photos(self, event_id: str, person_ids: Sequence[int] | None = None) -> builtins.list[PersonPhoto]:
         """Each person's distinct photos (all the pictures of one person form a set), by person id, then

@@ -293,3 +293,56 @@ def test_hnsw_removals_are_tombstones_the_search_never_returns(tmp_path: Path) -
     _, found = index.search(unit(rng.normal(size=(5, DIM))), 23)
     assert not set(found.ravel().tolist()) & set(gone)
     meta.close()
+
+
+def test_a_deletion_waits_for_a_snapshot_being_published_then_removes_it(
+        stack: tuple[FaceStore, Metadata, LocalBlobStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _, blobs = stack
+    saving, release = threading.Event(), threading.Event()
+    real_save = store._snapshots.save
+
+    def slow_save(*args: Any, **kwargs: Any) -> int:
+        saving.set()
+        if not release.wait(timeout=30):
+            raise TimeoutError("never released")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(store._snapshots, "save", slow_save)
+    writer = threading.Thread(target=store.add, args=(EVENT, [faces("p1", np.eye(2, DIM))]))
+    writer.start()
+    assert saving.wait(timeout=30)
+    deleter = threading.Thread(target=store.drop, args=(EVENT,))
+    deleter.start()  # it must wait for the publish in flight, or the snapshot would outlive it
+    release.set()
+    writer.join(timeout=30)
+    deleter.join(timeout=30)
+    assert not writer.is_alive() and not deleter.is_alive()
+    assert list(blobs.list(index_prefix(EVENT))) == []
+
+
+def test_an_index_loaded_while_its_event_is_deleted_is_not_cached(
+        stack: tuple[FaceStore, Metadata, LocalBlobStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _, _ = stack
+    store.add(EVENT, [faces("p1", np.eye(2, DIM))])
+    real_load = store._snapshots.load_versioned
+
+    def load_then_delete(event_id: str, dim: int | None, **kwargs: Any) -> LoadedIndex:
+        loaded = real_load(event_id, dim, **kwargs)
+        store.drop(event_id)
+        return loaded
+
+    monkeypatch.setattr(store._snapshots, "load_versioned", load_then_delete)
+    store.index(EVENT, DIM)
+    assert EVENT not in store._read and store.dropped(EVENT)
+    with pytest.raises(NotFoundError):
+        store.recover(EVENT)
+
+
+def test_regrouping_reads_the_writers_copy(stack: tuple[FaceStore, Metadata, LocalBlobStore],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _, _ = stack
+    ids = store.add(EVENT, [faces("p1", np.eye(3, DIM))])
+    loads = _count_loads(store, monkeypatch)
+    found, vectors = store.all_vectors(EVENT, DIM)
+    assert sorted(found.tolist()) == sorted(ids[0]) and vectors.shape == (3, DIM)
+    assert loads == []  # the ingest's own copy, already in memory: no snapshot read

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,43 @@ def test_a_running_job_of_this_process_is_running_and_counted(service: PicsortSe
         held.release.set()
     done = wait_done(service, job.id)
     assert (done.status, done.done) == ("done", 3) and service.jobs.pending_photos() == 0
+
+
+def test_progress_is_written_at_most_every_interval_and_at_the_end(
+        service: PicsortService, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.services import jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "PROGRESS_EVERY_S", 3600.0)
+    writes: list[int] = []
+    repo = service.catalog.meta.jobs
+    real_update = repo.update
+
+    def counting(job_id: str, **kwargs: Any) -> None:
+        writes.append(int(kwargs["done"]))
+        real_update(job_id, **kwargs)
+
+    monkeypatch.setattr(repo, "update", counting)
+    held = _HeldIngest(service.jobs._ingestor())
+    held.release.set()
+    monkeypatch.setattr(service.jobs, "_ingestor", lambda: held)
+    event = service.host.create_event("Progress", None).event
+    job, _ = service.jobs.submit_photos(event.id, [(f"p{i}.jpg", bytes([i]) * 64) for i in range(3)])
+    assert wait_done(service, job.id).status == "done"
+    assert writes == [0, 3, 3]  # started, the last photo (not the first: within the interval), done
+
+
+def test_files_written_by_a_job_after_its_event_was_deleted_are_swept(
+        service: PicsortService, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = _HeldIngest(service.jobs._ingestor())
+    monkeypatch.setattr(service.jobs, "_ingestor", lambda: held)
+    event = service.host.create_event("Deleted", None).event
+    job, _ = service.jobs.submit_photos(event.id, [("p.jpg", b"\xff" * 64)])
+    assert held.started.wait(timeout=60)
+    service.host.delete_event(event.id)
+    late = f"events/{event.id}/preview/late.jpg"
+    service.catalog.blobs.put(late, b"written by the job after the deletion's own sweep")
+    held.release.set()
+    deadline = time.monotonic() + 60
+    while job.id in service.jobs._own_jobs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not service.catalog.blobs.exists(late)
