@@ -8,9 +8,13 @@ share, and every write keeps the crash-safety order:
   index -> a new snapshot is published (pointer written last) -> rows and photos are committed;
 - remove: rows are deleted first -> vectors second -> a snapshot that keeps no older version (a
   deleted face's vector must not live on in old snapshots);
-- recover (start of every ingest, first write of an event in this process): pending rows whose ids
-  the published index holds are committed, other pending work is redone, index ids without a row are
-  removed. So a photo is indexed exactly once and no vector outlives its row.
+- recover (start of every ingest, first write of an event in this process, and the next write after
+  a failed one): pending rows whose ids the published index holds are committed, other pending work
+  is redone, index ids without a row are removed. So a photo is indexed exactly once and no vector
+  outlives its row;
+- drop (event deletion): marks the event and removes its snapshots under the publish lock, without
+  waiting for its writer; a write in flight then fails at its publish, and nothing of the event is
+  cached, recovered or published again.
 
 Readers get a shared, read-only index (`index`), reloaded only when the event's snapshot pointer
 moved; writers work on a private copy kept while the pointer still names the version it came from.
