@@ -75,6 +75,7 @@ class ServiceSettings:
     search_concurrency: int
     search_low_threshold: float
     search_high_threshold: float
+    api_docs: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_request_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     max_selfie_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    # Interactive API docs at /docs and /redoc. Swagger UI and ReDoc load their scripts from a CDN, so they
+    # are off by default (a production page must not run third-party code); the schema itself is always
+    # served at /openapi.json.
+    api_docs: bool = False
     # Selfie searches analysed at once; 0 = one per core. More only queue for the same cores, and a cap
     # leaves CPU to a running ingest (without it, 32 busy guests slowed an ingest about 8x).
     search_concurrency: int = Field(default=0, ge=0)
@@ -182,7 +187,7 @@ class Settings(BaseSettings):
     def service(self) -> ServiceSettings:
         return ServiceSettings(self.admin_key, self.public_url, self.signed_url_ttl_s, self.max_upload_bytes,
                                self.max_request_bytes, self.max_selfie_bytes, self.search_concurrency,
-                               self.search_low_threshold, self.search_high_threshold)
+                               self.search_low_threshold, self.search_high_threshold, self.api_docs)
 
     @property
     def rekognition(self) -> RekognitionSettings:

@@ -75,8 +75,9 @@ def _guard_and_measure(settings: Settings,
 
 def create_app(settings: Settings, service: PicsortService | None = None) -> FastAPI:
     """The app; without `service`, the lifespan builds one from `settings` (models load at start-up)."""
-    app = FastAPI(title="Picsort Local", version="0.1.0", lifespan=_lifespan(settings),
-                  description=DESCRIPTION)
+    docs = settings.service.api_docs  # off by default: Swagger UI and ReDoc come from a CDN
+    app = FastAPI(title="Picsort Local", version="0.1.0", lifespan=_lifespan(settings), description=DESCRIPTION,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.state.service = service
     app.state.ready = service is not None
     app.state.settings = settings
