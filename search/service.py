@@ -41,7 +41,7 @@ class PicsortService:
                                       crowd_model(self.engine.pack_name), Policy())
         signer = UrlSigner(load_or_create_secret(settings.storage.data_dir / "url-signing.key"),
                            service.signed_url_ttl_s)
-        self.files = SignedFiles(signer, self.catalog.blobs)
+        self.files = SignedFiles(signer, self.catalog.blobs, self.catalog.meta.guests)
         self.host = HostService(self.catalog, self.files, service.admin_key)
         self.jobs = IngestJobs(self.catalog, self.engine, self.metrics, settings.ingest, workers=workers,
                                max_upload_bytes=service.max_upload_bytes)

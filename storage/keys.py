@@ -43,6 +43,14 @@ def photo_key(event_id: str, photo_id: str, kind: PhotoKind) -> str:
     return f"{event_prefix(event_id)}{kind}/{photo_id}" + ("" if kind == "originals" else ".jpg")
 
 
+def original_of(key: str) -> tuple[str, str] | None:
+    """(event id, photo id) when `key` is a photo's original, else None."""
+    parts = key.split("/")
+    if len(parts) == 4 and parts[0] == "events" and parts[2] == "originals" and parts[1] and parts[3]:
+        return parts[1], parts[3]
+    return None
+
+
 def index_prefix(event_id: str) -> str:
     return f"{event_prefix(event_id)}index/"
 

@@ -243,4 +243,4 @@ class GuestService:
         row = self.catalog.meta.photos.get(event.id, photo_id)
         if not row.original_key:
             raise NotFoundError("not found")
-        return self.files.url(row.original_key)
+        return self.files.original_url(row.original_key, guest_id)

@@ -47,6 +47,11 @@ class GuestRepo:
         return bool(self.db.query("SELECT 1 FROM grants WHERE event_id = ? AND guest_id = ? AND photo_id = ?",
                                   (event_id, guest_id, photo_id)))
 
+    def grantees(self, event_id: str, photo_id: str) -> list[str]:
+        """The guest ids the host granted this photo's original to (checked again at each download)."""
+        return [str(r[0]) for r in self.db.query(
+            "SELECT guest_id FROM grants WHERE event_id = ? AND photo_id = ?", (event_id, photo_id))]
+
     def save_selfie(self, event_id: str, token_hash: str, blob_key: str, embedding: bytes) -> None:
         with self.db.transaction() as db:
             db.execute("INSERT INTO saved_selfies (token_hash, event_id, blob_key, embedding, created_at) "

@@ -129,7 +129,7 @@ class FakeService:
             self.forgets.append((guest_id, selfie_token))
         return {"preferences": guest_id is not None, "selfie": selfie_token is not None}
 
-    def read_signed(self, key: str, expires: str, signature: str) -> bytes:
+    def read_signed(self, key: str, expires: str, signature: str, holder: str = "") -> bytes:
         if signature != "ok":
             raise SignatureError("invalid or expired link")
         return self.image

@@ -245,6 +245,7 @@ def test_guest_forget_leaves_no_residue(stack: Stack) -> None:
     assert granted.status_code == 201
     original = stack.anon.get(f"/api/e/{token}/photos/{high[0]}/original", headers={"X-Guest-Id": guest})
     assert original.status_code == 200 and stack.anon.get(original.json()["url"]).status_code == 200
+    assert guest not in original.json()["url"]  # the link is bound to the grant without naming the guest
     again = stack.anon.post(f"/api/e/{token}/search-saved", json={"selfie_token": selfie_token, "guest_id": guest})
     assert again.status_code == 200
     hide = stack.anon.post(f"/api/e/{token}/feedback", json={"guest_id": guest, "photo_id": high[1], "vote": "down"})
@@ -281,6 +282,8 @@ def test_guest_forget_leaves_no_residue(stack: Stack) -> None:
     # and the service agrees: the saved selfie and the grant are gone, the hidden photo is back
     assert stack.anon.post(f"/api/e/{token}/search-saved", json={"selfie_token": selfie_token}).status_code == 404
     assert stack.anon.get(f"/api/e/{token}/photos/{high[0]}/original", headers={"X-Guest-Id": guest}).status_code == 404
+    # the link handed out before forget (still within its 15 minutes) no longer downloads the original
+    assert stack.anon.get(original.json()["url"]).status_code == 404
     back = stack.anon.post(f"/api/e/{token}/search", headers={"X-Guest-Id": guest},
                            files={"selfie": ("me.jpg", selfie, "image/jpeg")})
     assert high[1] in {h["photo_id"] for h in back.json()["results"]}
