@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from indexer.events import Catalog
 from indexer.ingest import Ingestor, IngestReport, Registered
 from models.engine import FaceEngine
-from picsort_local.errors import NotFoundError
+from picsort_local.errors import InvalidImageError, NotFoundError
+from picsort_local.images import read_size
 from picsort_local.settings import IngestSettings
 from search.metrics import Metrics
 from storage.keys import LEGACY_SELFIES_PREFIX, event_prefix
@@ -76,10 +77,9 @@ class IngestJobs:
         refused: dict[int, Registered] = {}
         accepted: list[tuple[str, Callable[[], bytes]]] = []
         for i, (name, data) in enumerate(files):
-            if len(data) == 0:
-                refused[i] = Registered(name, "rejected", error="empty file")
-            elif len(data) > self._max_upload_bytes:
-                refused[i] = Registered(name, "rejected", error=f"file is larger than {self._max_upload_bytes} bytes")
+            problem = self._refusal(data)
+            if problem is not None:
+                refused[i] = Registered(name, "rejected", error=problem)
             else:
                 accepted.append((name, _constant(data)))
         registered = iter(self._ingestor().register(event_id, accepted, IngestReport()))
@@ -87,6 +87,23 @@ class IngestJobs:
         new = sum(1 for r in results if r.status == "accepted")
         job = self._start_job(event_id, new)
         return job, results
+
+    def _refusal(self, data: bytes) -> str | None:
+        """Why a file is refused before it is stored, from its size and its image header alone (no pixel
+        is decoded): empty, too big, not an image, or more pixels than the engine decodes. Truncated or
+        corrupt pixel data is found by the job, which records it on the photo."""
+        if len(data) == 0:
+            return "empty file"
+        if len(data) > self._max_upload_bytes:
+            return f"file is larger than {self._max_upload_bytes} bytes"
+        try:
+            size = read_size(data)
+        except InvalidImageError as exc:
+            return f"{exc.reason}: {exc.message}"
+        limit = self.engine.settings.max_image_pixels
+        if size.pixels > limit:
+            return f"too_large: {size.width}x{size.height} is over the {limit}-pixel limit"
+        return None
 
     def _start_job(self, event_id: str, total: int) -> JobState:
         job_id = secrets.token_hex(8)

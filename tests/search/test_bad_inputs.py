@@ -225,6 +225,13 @@ def test_host_upload(server: tuple[LiveServer, Settings], host: httpx.Client, ev
     body = upload.json()
     results = {r["filename"]: r for r in body["results"]}
     assert len(results) == len(CORPUS)
+    # Refused at upload from the header alone (never stored, never a job's work): not images, and images
+    # declaring more pixels than the engine decodes.
+    for name in ("text.jpg", "zip.jpg", "pdf.jpg", "html.jpg", "exe.jpg", "png_bomb_200000.png", "png_60000.png"):
+        assert results[name]["status"] == "rejected" and results[name]["error"], (name, results[name])
+    accepted = [r for r in results.values() if r["status"] == "accepted"]
+    stored = list(server[0].app.state.service.catalog.blobs.list(f"events/{event['id']}/originals/"))
+    assert len(stored) == len(accepted)  # a refused upload leaves no original behind
     job = wait_job(host, body["job_id"], timeout=240)
     assert job["status"] == "done", job
     failed = {e["filename"]: e["reason"] for e in cast(list[dict[str, str]], job["errors"])}  # photo id -> reason

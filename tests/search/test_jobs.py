@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.images import gradient, jpeg_bytes
 
 from indexer.ingest import Ingestor, IngestReport
 from models.engine import FaceEngine
@@ -45,11 +46,12 @@ def wait_done(service: PicsortService, job_id: str, timeout: float = 60.0) -> Jo
 def test_job_outcome_and_errors_survive_a_restart(settings: Settings, service: PicsortService,
                                                   engine: FaceEngine) -> None:
     event = service.host.create_event("Jobs", None).event
-    job, results = service.jobs.submit_photos(event.id, [("broken.jpg", b"not an image at all")])
+    truncated = jpeg_bytes(gradient(640, 480))[:2000]  # a sound header (accepted), then no pixel data
+    job, results = service.jobs.submit_photos(event.id, [("broken.jpg", truncated)])
     assert [r.status for r in results] == ["accepted"]
     done = wait_done(service, job.id)
     assert (done.status, done.total, done.done, done.failed) == ("done", 1, 1, 1)
-    assert len(done.errors) == 1 and done.errors[0][1].startswith("not_an_image")
+    assert len(done.errors) == 1 and done.errors[0][1].split(":")[0] in ("truncated", "corrupt")
     assert service.jobs.pending_photos() == 0
     service.close()
 
@@ -97,7 +99,7 @@ def test_a_running_job_of_this_process_is_running_and_counted(service: PicsortSe
     held = _HeldIngest(service.jobs._ingestor())
     monkeypatch.setattr(service.jobs, "_ingestor", lambda: held)
     event = service.host.create_event("Running", None).event
-    job, _ = service.jobs.submit_photos(event.id, [(f"p{i}.jpg", bytes([i]) * 64) for i in range(3)])
+    job, _ = service.jobs.submit_photos(event.id, [(f"p{i}.jpg", jpeg_bytes(gradient(32 + i, 32))) for i in range(3)])
     assert held.started.wait(timeout=60)
     try:
         assert service.jobs.job_status(job.id).status == "running"
@@ -127,7 +129,7 @@ def test_progress_is_written_at_most_every_interval_and_at_the_end(
     held.release.set()
     monkeypatch.setattr(service.jobs, "_ingestor", lambda: held)
     event = service.host.create_event("Progress", None).event
-    job, _ = service.jobs.submit_photos(event.id, [(f"p{i}.jpg", bytes([i]) * 64) for i in range(3)])
+    job, _ = service.jobs.submit_photos(event.id, [(f"p{i}.jpg", jpeg_bytes(gradient(32 + i, 32))) for i in range(3)])
     assert wait_done(service, job.id).status == "done"
     assert writes == [0, 3, 3]  # started, the last photo (not the first: within the interval), done
 
@@ -137,7 +139,7 @@ def test_files_written_by_a_job_after_its_event_was_deleted_are_swept(
     held = _HeldIngest(service.jobs._ingestor())
     monkeypatch.setattr(service.jobs, "_ingestor", lambda: held)
     event = service.host.create_event("Deleted", None).event
-    job, _ = service.jobs.submit_photos(event.id, [("p.jpg", b"\xff" * 64)])
+    job, _ = service.jobs.submit_photos(event.id, [("p.jpg", jpeg_bytes(gradient(32, 32)))])
     assert held.started.wait(timeout=60)
     service.host.delete_event(event.id)
     late = f"events/{event.id}/preview/late.jpg"
