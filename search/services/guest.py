@@ -144,7 +144,7 @@ class GuestService:
                                    scored=show_more)
         maybe = maybe_tier(group, [p for p in best if not is_high[best[p]]], self.face_search.policy)
         shown = high + (maybe if show_more else [])
-        hits = [self._hit(event.id, p, "high" if i < len(high) else "low", similarity[p], "face")
+        hits = [_unsigned_hit(p, "high" if i < len(high) else "low", similarity[p], "face")
                 for i, p in enumerate(shown)]
         # outfit pass: the guest's colour from their own high-confidence photos, else the selfie torso
         high_labs = [faces[int(matches.face_ids[best[p]])].outfit_lab for p in high]
@@ -194,11 +194,8 @@ class GuestService:
             if d <= OUTFIT_MAX_DELTA_E and d < best.get(body.photo_id, 1e9):
                 best[body.photo_id] = d
         # colour similarity on the same 0-100 scale: identical colour 100, the cut-off distance 50
-        return [self._hit(event_id, pid, "low", float(100.0 - 50.0 * d / OUTFIT_MAX_DELTA_E), "outfit")
+        return [_unsigned_hit(pid, "low", float(100.0 - 50.0 * d / OUTFIT_MAX_DELTA_E), "outfit")
                 for pid, d in best.items()]
-
-    def _hit(self, event_id: str, photo_id: str, tier: str, similarity: float, badge: str) -> SearchHit:
-        return SearchHit(photo_id, tier, round(similarity, 1), badge, "", "")
 
     def _sign(self, event_id: str, hit: SearchHit) -> SearchHit:
         return replace(hit, preview_url=self.files.url(photo_key(event_id, hit.photo_id, "preview")),
@@ -244,3 +241,8 @@ class GuestService:
         if not row.original_key:
             raise NotFoundError("not found")
         return self.files.original_url(row.original_key, guest_id)
+
+
+def _unsigned_hit(photo_id: str, tier: str, similarity: float, badge: str) -> SearchHit:
+    """A result before its URLs are signed (only the results returned are signed)."""
+    return SearchHit(photo_id, tier, round(similarity, 1), badge, "", "")
